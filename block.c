@@ -643,3 +643,29 @@ int bdrv_change_backing_file(BlockDriverState *bs, const char *backing_file,
               sizeof(bs->backing_format));
     return 0;
 }
+
+int bdrv_dedup_set_paused(BlockDriverState *bs, bool paused, Error **errp)
+{
+    if (!bs->drv->bdrv_dedup_set_paused) {
+        error_setg(errp, "Node '%s' does not support deduplication",
+                   bs->node_name[0] ? bs->node_name : bs->filename);
+        return -ENOTSUP;
+    }
+    return bs->drv->bdrv_dedup_set_paused(bs, paused, errp);
+}
+
+JsonNode *bdrv_dedup_query(BlockDriverState *bs)
+{
+    g_autoptr(JsonBuilder) b = NULL;
+
+    if (!bs->drv->bdrv_dedup_query) {
+        return NULL;
+    }
+    b = json_builder_new();
+    json_builder_begin_object(b);
+    if (!bs->drv->bdrv_dedup_query(bs, b)) {
+        return NULL;
+    }
+    json_builder_end_object(b);
+    return json_builder_get_root(b);
+}

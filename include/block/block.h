@@ -211,4 +211,13 @@ int bdrv_change_backing_file(BlockDriverState *bs, const char *backing_file,
                              const char *backing_fmt, Error **errp);
 const BlockAcctStats *bdrv_get_stats(const BlockDriverState *bs);
 
+/*
+ * Inline deduplication control.  Nodes whose format has no deduplication
+ * (or where it is not enabled) fail with -ENOTSUP and a message naming the
+ * node.  The paused state is persisted in the image.
+ */
+int bdrv_dedup_set_paused(BlockDriverState *bs, bool paused, Error **errp);
+/* Deduplication metrics as a JSON object, or NULL if not enabled. */
+JsonNode *bdrv_dedup_query(BlockDriverState *bs);
+
 #endif

@@ -86,6 +86,12 @@ struct BlockDriver {
     int (*bdrv_change_backing_file)(BlockDriverState *bs,
                                     const char *backing_file,
                                     const char *backing_fmt);
+
+    /* Inline deduplication (see bdrv_dedup_set_paused()). */
+    int (*bdrv_dedup_set_paused)(BlockDriverState *bs, bool paused,
+                                 Error **errp);
+    /* Add the metric members of the dedup object; false if not enabled. */
+    bool (*bdrv_dedup_query)(BlockDriverState *bs, JsonBuilder *b);
 };
 
 /* Tracked request (block/io.c), for serialising read-modify-write. */
