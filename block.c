@@ -15,9 +15,7 @@
 static BlockDriver *const block_drivers[] = {
     &bdrv_file,
     &bdrv_raw,
-#ifndef CONFIG_NO_QCOW2
     &bdrv_qcow2,
-#endif
     NULL,
 };
 
