@@ -103,6 +103,7 @@ static inline void qcow2_dedup_loc_unpack(uint64_t v, Qcow2IndexLocation *loc)
 
 typedef struct Qcow2LogStore Qcow2LogStore;
 
+/* NULL when the tables cannot be allocated (2.8 GB at bucket_bits 24). */
 Qcow2LogStore *qcow2_log_store_new(uint32_t id, int bucket_bits);
 void qcow2_log_store_free(Qcow2LogStore *ls);
 uint32_t qcow2_log_store_id(const Qcow2LogStore *ls);
