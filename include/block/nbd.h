@@ -30,12 +30,16 @@ typedef struct NBDServerAddr {
 /* Start listening; max_connections 0 means unlimited. */
 NBDServer *nbd_server_start(const NBDServerAddr *addr, uint32_t max_connections,
                             Error **errp);
-/* Close the listener and every connection (in-flight requests complete). */
+/*
+ * Close the listener and every connection (in-flight requests complete) and
+ * remove every export: NBDExport pointers are invalid afterwards.
+ */
 void nbd_server_stop(NBDServer *server);
 
 /*
- * Export blk (a reference is taken) under name.  writable exports accept
- * WRITE, TRIM, WRITE_ZEROES and FLUSH.
+ * Export blk's node under name: the export opens its own BlockBackend on
+ * that node (with blk's write-cache setting); the caller keeps blk.
+ * writable exports accept WRITE, TRIM, WRITE_ZEROES and FLUSH.
  */
 NBDExport *nbd_export_add(NBDServer *server, const char *name,
                           const char *description, BlockBackend *blk,
