@@ -172,9 +172,22 @@ int bdrv_get_flags(const BlockDriverState *bs)
     return bs->open_flags;
 }
 
-const BlockAcctStats *bdrv_get_stats(const BlockDriverState *bs)
+void bdrv_get_stats(BlockDriverState *bs, BlockAcctStats *out)
 {
-    return &bs->stats;
+    g_mutex_lock(&bs->stats_lock);
+    *out = bs->stats;
+    g_mutex_unlock(&bs->stats_lock);
+}
+
+const char *bdrv_get_detect_zeroes(const BlockDriverState *bs)
+{
+    static const char *const names[] = {
+        [BDRV_DETECT_ZEROES_OFF] = "off",
+        [BDRV_DETECT_ZEROES_ON] = "on",
+        [BDRV_DETECT_ZEROES_UNMAP] = "unmap",
+    };
+
+    return names[bs->detect_zeroes];
 }
 
 /* Opening */
@@ -371,6 +384,10 @@ static char *bdrv_backing_path(const BlockDriverState *bs)
         return g_strdup(bs->backing_file);
     }
     g_autofree char *dir = g_path_get_dirname(bs->file->filename);
+    if (!strcmp(dir, ".")) {
+        /* Keep the name as the user gave it, like QEMU ("b.qcow2"). */
+        return g_strdup(bs->backing_file);
+    }
     return g_build_filename(dir, bs->backing_file, NULL);
 }
 

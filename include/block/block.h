@@ -209,7 +209,10 @@ int bdrv_amend_options(BlockDriverState *bs, QDict *opts,
 const QemuOptDesc *bdrv_amend_opts(const BlockDriver *drv);
 int bdrv_change_backing_file(BlockDriverState *bs, const char *backing_file,
                              const char *backing_fmt, Error **errp);
-const BlockAcctStats *bdrv_get_stats(const BlockDriverState *bs);
+/* A consistent copy of the node's I/O counters. */
+void bdrv_get_stats(BlockDriverState *bs, BlockAcctStats *out);
+/* "off", "on" or "unmap". */
+const char *bdrv_get_detect_zeroes(const BlockDriverState *bs);
 
 /*
  * Inline deduplication control.  Nodes whose format has no deduplication
