@@ -225,32 +225,73 @@ int qcow2_get_refcount(BlockDriverState *bs, int64_t cluster_index,
 /* Allocation */
 
 /*
+ * Scan the refcounts of one refcount block's range from cluster index *i,
+ * extending the free run (*start, *run) until it reaches nb_clusters.
+ * Reads the block once; a missing block means its whole range is free.
+ */
+static int scan_block_for_free(BlockDriverState *bs, uint64_t *i,
+                               uint64_t *start, uint64_t *run,
+                               uint64_t nb_clusters, uint64_t *first_free)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t block_first = *i & ~(uint64_t)(s->refcount_block_size - 1);
+    uint64_t block_end = block_first + s->refcount_block_size;
+    int64_t block = refblock_offset(bs, *i >> s->refcount_block_bits);
+    void *table = NULL;
+    int ret;
+
+    if (block < 0) {
+        return block;
+    }
+    if (block) {
+        ret = qcow2_cache_get(bs, s->refcount_block_cache, block, &table);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    for (; *i < block_end && *run < nb_clusters; (*i)++) {
+        uint64_t refcount = table ? qcow2_refcount_entry_get(
+                                        table, *i - block_first,
+                                        s->refcount_order) : 0;
+        if (refcount == 0 && *i != 0) {
+            *first_free = MIN(*first_free, *i);
+            if ((*run)++ == 0) {
+                *start = *i;
+            }
+        } else {
+            *run = 0;
+        }
+    }
+    if (table) {
+        qcow2_cache_put(s->refcount_block_cache, &table);
+    }
+    return 0;
+}
+
+/*
  * First run of nb_clusters free clusters at or after the free hint; clusters
- * not covered by any refcount block are free.
+ * not covered by any refcount block are free.  The hint moves up to the
+ * first free cluster seen, so used space is not scanned again.
  */
 static int64_t find_free_clusters(BlockDriverState *bs, uint64_t nb_clusters)
 {
     BDRVQcow2State *s = bs->opaque;
-    uint64_t start = s->free_cluster_index, run = 0;
+    uint64_t i = s->free_cluster_index, start = i, run = 0;
+    uint64_t first_free = UINT64_MAX;
 
-    for (uint64_t i = start; run < nb_clusters; i++) {
-        uint64_t refcount;
-        int ret = qcow2_get_refcount(bs, i, &refcount);
+    while (run < nb_clusters) {
+        int ret;
 
-        if (ret < 0) {
-            return ret;
-        }
-        if (refcount == 0 && i != 0) {
-            if (run++ == 0) {
-                start = i;
-            }
-        } else {
-            run = 0;
-        }
         if (i >= (UINT64_MAX >> s->cluster_bits) - nb_clusters) {
             return -EFBIG;
         }
+        ret = scan_block_for_free(bs, &i, &start, &run, nb_clusters,
+                                  &first_free);
+        if (ret < 0) {
+            return ret;
+        }
     }
+    s->free_cluster_index = first_free;
     return start << s->cluster_bits;
 }
 
