@@ -130,8 +130,10 @@ static bool check_l2_entry(CheckState *cs, uint64_t *entry, bool active)
         }
         qcow2_parse_compressed_l2_entry(bs, e, &coffset, &csize);
         if (active) {
+            /* QEMU counts every compressed cluster as fragmented. */
             cs->res->bfi.allocated_clusters++;
             cs->res->bfi.compressed_clusters++;
+            cs->res->bfi.fragmented_clusters++;
             cs->next_contiguous = 0;
         }
         return inc_refs(cs, coffset, csize) < 0 &&
@@ -163,6 +165,8 @@ static int check_l2_table(CheckState *cs, uint64_t l2_offset, bool active)
     bool changed = false;
     int ret;
 
+    /* Fragmentation is counted within each L2 table, as QEMU does. */
+    cs->next_contiguous = 0;
     ret = bdrv_pread(bs->file, l2_offset, s->cluster_size, table, 0);
     if (ret < 0) {
         fprintf(stderr, "ERROR: I/O error in check_refcounts_l2\n");
@@ -368,9 +372,13 @@ static void compare_refcounts(CheckState *cs, uint64_t nb_clusters)
         bool repair = leak ? (cs->fix & BDRV_FIX_LEAKS)
                            : (cs->fix & BDRV_FIX_ERRORS);
         fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64
-                " reference=%" PRIu64 "\n",
-                repair ? "Repairing" : leak ? "Leaked" : "ERROR",
+                " reference=%" PRIu64 "\n", leak ? "Leaked" : "ERROR",
                 i, refcount, refs);
+        if (repair && leak) {
+            /* A too-low refcount is fixed by the rebuild that follows. */
+            fprintf(stderr, "Repairing cluster %" PRIu64 " refcount=%" PRIu64
+                    " reference=%" PRIu64 "\n", i, refcount, refs);
+        }
         if (!leak) {
             cs->res->corruptions++;
             cs->rebuild |= repair;
@@ -383,6 +391,33 @@ static void compare_refcounts(CheckState *cs, uint64_t nb_clusters)
             cs->res->leaks++;
         }
     }
+}
+
+static gint cmp_u64(gconstpointer a, gconstpointer b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* Host cluster indexes of the current refcount table and blocks, sorted. */
+static void collect_refcount_structure(CheckState *cs, GArray *out)
+{
+    BDRVQcow2State *s = cs->bs->opaque;
+    uint64_t first = s->refcount_table_offset >> s->cluster_bits;
+    uint64_t n = size_to_clusters(s, (uint64_t)s->refcount_table_size * 8);
+
+    for (uint64_t c = first; c < first + n; c++) {
+        g_array_append_val(out, c);
+    }
+    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
+        uint64_t block = s->refcount_table[i] & REFT_OFFSET_MASK;
+        if (block && entry_offset_valid(cs, block)) {
+            uint64_t c = block >> s->cluster_bits;
+            g_array_append_val(out, c);
+        }
+    }
+    g_array_sort(out, cmp_u64);
 }
 
 /*
@@ -400,12 +435,21 @@ static int rebuild_refcount_structure(CheckState *cs, uint64_t nb_clusters)
     uint8_t header_update[12];
     int ret;
 
+    g_autoptr(GArray) old = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+
     fprintf(stderr, "Rebuilding refcount structure\n");
     ret = qcow2_cache_empty(bs, s->refcount_block_cache);
     if (ret < 0) {
         return ret;
     }
     /* The old structure's clusters are not references of the new one. */
+    collect_refcount_structure(cs, old);
+    for (guint i = 0; i < old->len; i++) {
+        uint64_t c = g_array_index(old, uint64_t, i);
+        if (c < cs->nb_refs && cs->refs[c]) {
+            cs->refs[c]--;
+        }
+    }
     area = 0;
     for (uint64_t i = 0; i < cs->nb_refs; i++) {
         if (cs->refs[i]) {
@@ -465,6 +509,13 @@ static int rebuild_refcount_structure(CheckState *cs, uint64_t nb_clusters)
     }
     s->refcount_table_offset = table_offset;
     s->free_cluster_index = 0;
+    for (guint i = 0; i < old->len; i++) {
+        uint64_t c = g_array_index(old, uint64_t, i);
+        if (c >= cs->nb_refs || !cs->refs[c]) {
+            fprintf(stderr, "Repairing cluster %" PRIu64 " refcount=1 "
+                    "reference=0\n", c);
+        }
+    }
     g_hash_table_remove_all(s->metadata_clusters);
     qcow2_metadata_build(bs);
     (void)nb_clusters;
@@ -476,7 +527,8 @@ static int check_oflag_copied(CheckState *cs)
 {
     BlockDriverState *bs = cs->bs;
     BDRVQcow2State *s = bs->opaque;
-    bool repair = cs->fix & BDRV_FIX_ERRORS;
+    /* Like QEMU, either repair mode fixes COPIED flags. */
+    bool repair = cs->fix & (BDRV_FIX_ERRORS | BDRV_FIX_LEAKS);
     int ret;
 
     for (int i = 0; i < s->l1_size; i++) {

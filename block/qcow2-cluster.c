@@ -177,9 +177,8 @@ static int l2_allocate(BlockDriverState *bs, int l1_index)
         return l2_offset;
     }
     qcow2_metadata_add(bs, l2_offset, s->cluster_size);
-    if (!s->use_lazy_refcounts) {
-        qcow2_cache_set_dependency(s->l2_table_cache, s->refcount_block_cache);
-    }
+    /* Metadata tables get accurate refcounts even with lazy refcounts. */
+    qcow2_cache_set_dependency(s->l2_table_cache, s->refcount_block_cache);
     ret = qcow2_cache_get_empty(bs, s->l2_table_cache, l2_offset, &table);
     if (ret < 0) {
         goto fail;
@@ -436,7 +435,7 @@ out:
     return ret;
 }
 
-static void retire_alloc(BlockDriverState *bs, QCowL2Meta *m)
+void qcow2_retire_alloc(BlockDriverState *bs, QCowL2Meta *m)
 {
     BDRVQcow2State *s = bs->opaque;
 
@@ -474,8 +473,23 @@ int qcow2_alloc_cluster_link_l2(BlockDriverState *bs, QCowL2Meta *m)
     }
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
     qcow2_cache_put(s->l2_table_cache, &table);
-    retire_alloc(bs, m);
+    qcow2_retire_alloc(bs, m);
     return 0;
+}
+
+QCowL2Meta *qcow2_register_alloc(BlockDriverState *bs, uint64_t guest_offset,
+                                 int nb_clusters, uint64_t alloc_offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    QCowL2Meta *m = g_new0(QCowL2Meta, 1);
+
+    m->guest_offset = guest_offset;
+    m->alloc_offset = alloc_offset;
+    m->nb_clusters = nb_clusters;
+    m->cow_end.offset = (uint64_t)nb_clusters << s->cluster_bits;
+    m->next = s->cluster_allocs;
+    s->cluster_allocs = m;
+    return m;
 }
 
 void qcow2_alloc_cluster_abort(BlockDriverState *bs, QCowL2Meta *m)
@@ -484,13 +498,13 @@ void qcow2_alloc_cluster_abort(BlockDriverState *bs, QCowL2Meta *m)
 
     qcow2_free_clusters(bs, m->alloc_offset,
                         (uint64_t)m->nb_clusters << s->cluster_bits);
-    retire_alloc(bs, m);
+    qcow2_retire_alloc(bs, m);
 }
 
 /* Zeroing and discarding whole clusters */
 
 /* Wait until no in-flight allocation overlaps [offset, offset + bytes). */
-static void wait_for_allocs_in_range(BlockDriverState *bs, uint64_t offset,
+void qcow2_wait_for_allocs(BlockDriverState *bs, uint64_t offset,
                                      uint64_t bytes)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -516,9 +530,7 @@ typedef uint64_t ClusterRewriteFn(BlockDriverState *bs, uint64_t old_entry,
 /* The entry of a cluster that must read as zeroes from now on. */
 static uint64_t zeroed_entry(BlockDriverState *bs, uint64_t old, bool unmap)
 {
-    if (old == 0 && !bs->backing) {
-        return 0;
-    }
+    (void)bs;
     if (!unmap && cluster_writable_in_place(old)) {
         /* Keep the preallocated cluster, mark it as reading zeroes. */
         return old | QCOW_OFLAG_ZERO;
@@ -526,17 +538,20 @@ static uint64_t zeroed_entry(BlockDriverState *bs, uint64_t old, bool unmap)
     return QCOW_OFLAG_ZERO;
 }
 
-/* The entry of a discarded cluster: unallocated unless a backing shows through. */
+/*
+ * The entry of a discarded cluster: it reads zeroes afterwards (as QEMU
+ * does) where the zero flag exists; an unallocated cluster without a
+ * backing file already does.
+ */
 static uint64_t discarded_entry(BlockDriverState *bs, uint64_t old, bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
 
     (void)unmap;
-    if (old == 0) {
-        /* Unallocated stays so: the guest sees what it saw before. */
+    if (old == 0 && !bs->backing) {
         return 0;
     }
-    return (bs->backing && s->qcow_version >= 3) ? QCOW_OFLAG_ZERO : 0;
+    return s->qcow_version >= 3 ? QCOW_OFLAG_ZERO : 0;
 }
 
 static int rewrite_clusters(BlockDriverState *bs, uint64_t offset,
@@ -546,7 +561,7 @@ static int rewrite_clusters(BlockDriverState *bs, uint64_t offset,
     BDRVQcow2State *s = bs->opaque;
 
     assert(QEMU_IS_ALIGNED(offset | bytes, s->cluster_size));
-    wait_for_allocs_in_range(bs, offset, bytes);
+    qcow2_wait_for_allocs(bs, offset, bytes);
     while (bytes > 0) {
         int l2_index = offset_to_l2_index(s, offset);
         uint64_t n = MIN(bytes >> s->cluster_bits,
@@ -592,15 +607,41 @@ static int rewrite_clusters(BlockDriverState *bs, uint64_t offset,
 int qcow2_cluster_zeroize(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes, bool unmap)
 {
-    /* Without a table and without a backing file, clusters already read zero. */
-    return rewrite_clusters(bs, offset, bytes, unmap, bs->backing != NULL,
-                            zeroed_entry);
+    return rewrite_clusters(bs, offset, bytes, unmap, true, zeroed_entry);
 }
 
 int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes)
 {
-    return rewrite_clusters(bs, offset, bytes, true, false, discarded_entry);
+    /* Without a backing file, a cluster with no L2 table already reads zero. */
+    return rewrite_clusters(bs, offset, bytes, true, bs->backing != NULL,
+                            discarded_entry);
+}
+
+int qcow2_link_compressed_cluster(BlockDriverState *bs, uint64_t guest_offset,
+                                  uint64_t host_offset, int csize)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int x = 62 - (s->cluster_bits - 8);
+    uint64_t sectors = ((host_offset + csize - 1) >> 9) - (host_offset >> 9);
+    uint64_t entry = QCOW_OFLAG_COMPRESSED | (sectors << x) | host_offset;
+    int l2_index = offset_to_l2_index(s, guest_offset);
+    void *table;
+    int ret;
+
+    ret = get_l2_table_for_write(bs, guest_offset, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!s->use_lazy_refcounts) {
+        qcow2_cache_set_dependency(s->l2_table_cache, s->refcount_block_cache);
+    }
+    uint64_t old = l2_get(table, l2_index);
+    l2_set(table, l2_index, entry);
+    qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
+    qcow2_cache_put(s->l2_table_cache, &table);
+    qcow2_free_any_cluster(bs, old);
+    return 0;
 }
 
 int qcow2_preallocate_metadata(BlockDriverState *bs, uint64_t old_size,

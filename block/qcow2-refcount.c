@@ -467,6 +467,10 @@ static void cluster_became_free(BlockDriverState *bs, uint64_t cluster_index)
     BDRVQcow2State *s = bs->opaque;
     uint64_t offset = cluster_index << s->cluster_bits;
 
+    if (s->free_byte_offset &&
+        start_of_cluster(s, s->free_byte_offset) == offset) {
+        s->free_byte_offset = 0;
+    }
     qcow2_cache_discard(s->l2_table_cache, offset);
     qcow2_cache_discard(s->refcount_block_cache, offset);
     qcow2_metadata_remove(bs, offset, s->cluster_size);
@@ -546,6 +550,32 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     if ((uint64_t)offset >> s->cluster_bits == s->free_cluster_index) {
         s->free_cluster_index += nb_clusters;
     }
+    return offset;
+}
+
+int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t offset = s->free_byte_offset;
+    int64_t new;
+    int ret;
+
+    if (offset && offset_into_cluster(s, offset) + size <= (uint64_t)
+        s->cluster_size) {
+        /* Shares a cluster that already holds compressed data. */
+        ret = qcow2_update_cluster_refcount(bs, offset >> s->cluster_bits, 1);
+        if (ret < 0) {
+            return ret;
+        }
+    } else {
+        new = qcow2_alloc_clusters(bs, size);
+        if (new < 0) {
+            return new;
+        }
+        offset = new;
+    }
+    s->free_byte_offset = offset_into_cluster(s, offset + size)
+                          ? offset + size : 0;
     return offset;
 }
 
@@ -646,6 +676,14 @@ int qcow2_write_caches(BlockDriverState *bs)
 
     if (ret < 0) {
         return ret;
+    }
+    /*
+     * While the dirty bit says refcounts may be stale, a flush need not
+     * write them (that is the point of lazy refcounts); marking the image
+     * clean writes them first.
+     */
+    if (s->incompatible_features & QCOW2_INCOMPAT_DIRTY) {
+        return 0;
     }
     return qcow2_cache_write(bs, s->refcount_block_cache);
 }

@@ -220,8 +220,14 @@ int qcow2_mark_clean(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
+    int ret;
+
     if (!(s->incompatible_features & QCOW2_INCOMPAT_DIRTY)) {
         return 0;
+    }
+    ret = qcow2_cache_flush(bs, s->refcount_block_cache);
+    if (ret < 0) {
+        return ret;
     }
     s->incompatible_features &= ~QCOW2_INCOMPAT_DIRTY;
     return write_incompatible_features(bs);
@@ -1043,6 +1049,93 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return 0;
 }
 
+/* Store compressed data for one guest cluster and link it. */
+static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
+                                    const void *data, int csize)
+{
+    BDRVQcow2State *s = bs->opaque;
+    QCowL2Meta *m;
+    int64_t host;
+    uint64_t seq;
+    int ret;
+
+    g_mutex_lock(&s->lock);
+    ret = prepare_metadata_change(bs);
+    qcow2_wait_for_allocs(bs, offset, s->cluster_size);
+    host = ret < 0 ? ret : qcow2_alloc_bytes(bs, csize);
+    if (host < 0) {
+        g_mutex_unlock(&s->lock);
+        return host;
+    }
+    ret = qcow2_check_data_write(bs, host, csize);
+    m = qcow2_register_alloc(bs, offset, 1, host);
+    seq = qcow2_io_begin(bs);
+    g_mutex_unlock(&s->lock);
+
+    if (ret == 0) {
+        ret = bdrv_pwrite(bs->file, host, csize, data, 0);
+    }
+
+    g_mutex_lock(&s->lock);
+    qcow2_io_end(bs, seq);
+    if (ret == 0) {
+        ret = qcow2_link_compressed_cluster(bs, offset, host, csize);
+    }
+    if (ret < 0) {
+        qcow2_free_clusters(bs, host, csize);
+    }
+    qcow2_retire_alloc(bs, m);
+    g_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/*
+ * Compressed writes cover one whole cluster (or the end of the image); data
+ * that does not shrink by at least a sector is stored uncompressed.
+ */
+static int compress_one_cluster(BlockDriverState *bs, uint64_t offset,
+                                uint64_t bytes, QEMUIOVector *qiov,
+                                size_t qiov_offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autofree uint8_t *in = g_malloc0(s->cluster_size);
+    g_autofree uint8_t *out = g_malloc(s->cluster_size);
+    ssize_t csize;
+
+    qemu_iovec_to_buf(qiov, qiov_offset, in, bytes);
+    csize = qcow2_compress(s->compression_type, out, s->cluster_size - 512,
+                           in, s->cluster_size);
+    if (csize == -ENOMEM) {
+        QEMUIOVector slice;
+        int ret;
+        qemu_iovec_init_slice(&slice, qiov, qiov_offset, bytes);
+        ret = qcow2_pwritev(bs, offset, bytes, &slice, 0);
+        qemu_iovec_destroy(&slice);
+        return ret;
+    }
+    return csize < 0 ? csize : write_compressed_cluster(bs, offset, out, csize);
+}
+
+static int qcow2_pwrite_compressed(BlockDriverState *bs, int64_t offset,
+                                   int64_t bytes, QEMUIOVector *qiov)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+
+    if (offset_into_cluster(s, offset) ||
+        (offset_into_cluster(s, bytes) && (uint64_t)(offset + bytes) != s->size)) {
+        return -EINVAL;
+    }
+    for (uint64_t done = 0; done < (uint64_t)bytes && ret == 0;
+         done += s->cluster_size) {
+        ret = compress_one_cluster(bs, offset + done,
+                                   MIN((uint64_t)bytes - done,
+                                       (uint64_t)s->cluster_size),
+                                   qiov, done);
+    }
+    return ret;
+}
+
 /* True if every byte of the clusters around [offset, +bytes) reads as zero. */
 static bool cluster_reads_zero(BlockDriverState *bs, uint64_t offset)
 {
@@ -1076,17 +1169,54 @@ static int write_zero_buffer(BlockDriverState *bs, uint64_t offset,
     return ret;
 }
 
-/* Zero a partial cluster: nothing to do if it already reads as zero. */
+/*
+ * Zero part of a cluster: if the whole cluster already reads as zero it
+ * becomes a zero cluster (as QEMU does), otherwise zeroes are written.
+ */
 static int zero_partial_cluster(BlockDriverState *bs, uint64_t offset,
-                                uint64_t bytes)
+                                uint64_t bytes, bool unmap)
 {
     BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
     bool zero;
 
+    if (!bytes) {
+        return 0;
+    }
     g_mutex_lock(&s->lock);
     zero = cluster_reads_zero(bs, offset);
+    if (zero) {
+        ret = prepare_metadata_change(bs);
+        if (ret == 0) {
+            ret = qcow2_cluster_zeroize(bs, start_of_cluster(s, offset),
+                                        s->cluster_size, unmap);
+        }
+    }
     g_mutex_unlock(&s->lock);
-    return (zero || !bytes) ? 0 : write_zero_buffer(bs, offset, bytes);
+    return zero ? ret : write_zero_buffer(bs, offset, bytes);
+}
+
+/* Version 2 has no zero flag: write zeroes where the guest sees data. */
+static int zero_without_flag(BlockDriverState *bs, uint64_t offset,
+                             uint64_t bytes)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+
+    while (bytes > 0 && ret == 0) {
+        uint64_t n = MIN(bytes, s->cluster_size - offset_into_cluster(s, offset));
+        bool zero;
+
+        g_mutex_lock(&s->lock);
+        zero = cluster_reads_zero(bs, offset);
+        g_mutex_unlock(&s->lock);
+        if (!zero) {
+            ret = write_zero_buffer(bs, offset, n);
+        }
+        offset += n;
+        bytes -= n;
+    }
+    return ret;
 }
 
 static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
@@ -1095,23 +1225,25 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     BDRVQcow2State *s = bs->opaque;
     uint64_t start = ROUND_UP(offset, s->cluster_size);
     uint64_t end = QEMU_ALIGN_DOWN(offset + bytes, s->cluster_size);
+    bool unmap = flags & BDRV_REQ_MAY_UNMAP;
     int ret;
 
     if (s->qcow_version < 3) {
-        return -ENOTSUP;    /* v2 has no zero flag: the core writes zeroes */
+        return zero_without_flag(bs, offset, bytes);
     }
     if (start >= end) {
         /* Within one cluster, or straddling one boundary. */
         uint64_t split = MIN((uint64_t)offset + bytes, start);
-        ret = zero_partial_cluster(bs, offset, split - offset);
+        ret = zero_partial_cluster(bs, offset, split - offset, unmap);
         if (ret == 0 && split < (uint64_t)offset + bytes) {
-            ret = zero_partial_cluster(bs, split, offset + bytes - split);
+            ret = zero_partial_cluster(bs, split, offset + bytes - split,
+                                       unmap);
         }
         return ret;
     }
-    ret = zero_partial_cluster(bs, offset, start - offset);
+    ret = zero_partial_cluster(bs, offset, start - offset, unmap);
     if (ret == 0) {
-        ret = zero_partial_cluster(bs, end, offset + bytes - end);
+        ret = zero_partial_cluster(bs, end, offset + bytes - end, unmap);
     }
     if (ret < 0) {
         return ret;
@@ -1119,8 +1251,7 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     g_mutex_lock(&s->lock);
     ret = prepare_metadata_change(bs);
     if (ret == 0) {
-        ret = qcow2_cluster_zeroize(bs, start, end - start,
-                                    flags & BDRV_REQ_MAY_UNMAP);
+        ret = qcow2_cluster_zeroize(bs, start, end - start, unmap);
     }
     g_mutex_unlock(&s->lock);
     return ret;
@@ -1702,17 +1833,8 @@ static int qcow2_change_backing_file(BlockDriverState *bs,
     return ret;
 }
 
+/* In QEMU's order: qemu-img prints the "Formatting" line in table order. */
 static const QemuOptDesc qcow2_create_opts[] = {
-    { "size", QEMU_OPT_SIZE, "Virtual disk size", NULL },
-    { "compat", QEMU_OPT_STRING,
-      "Compatibility level (v2 [0.10] or v3 [1.1])", NULL },
-    { "backing_file", QEMU_OPT_STRING, "File name of a base image", NULL },
-    { "backing_fmt", QEMU_OPT_STRING, "Image format of the base image", NULL },
-    { "data_file", QEMU_OPT_STRING,
-      "File name of an external data file (not supported)", NULL },
-    { "data_file_raw", QEMU_OPT_BOOL,
-      "The external data file must stay valid as a raw image (not "
-      "supported)", NULL },
     { "encryption", QEMU_OPT_BOOL, "Encrypt the image (not supported)", NULL },
     { "encrypt.format", QEMU_OPT_STRING,
       "Encrypt the image, format choices: 'aes', 'luks' (not supported)",
@@ -1723,11 +1845,31 @@ static const QemuOptDesc qcow2_create_opts[] = {
     { "preallocation", QEMU_OPT_STRING,
       "Preallocation mode (allowed values: off, metadata, falloc, full)",
       NULL },
+    { "compression_type", QEMU_OPT_STRING,
+      "Compression method used for image cluster compression", "zlib" },
+    { "size", QEMU_OPT_SIZE, "Virtual disk size", NULL },
+    { "compat", QEMU_OPT_STRING,
+      "Compatibility level (v2 [0.10] or v3 [1.1])", NULL },
+    { "backing_file", QEMU_OPT_STRING, "File name of a base image", NULL },
+    { "backing_fmt", QEMU_OPT_STRING, "Image format of the base image", NULL },
+    { "data_file", QEMU_OPT_STRING,
+      "File name of an external data file (not supported)", NULL },
+    { "data_file_raw", QEMU_OPT_BOOL,
+      "The external data file must stay valid as a raw image (not "
+      "supported)", NULL },
     { "lazy_refcounts", QEMU_OPT_BOOL, "Postpone refcount updates", "off" },
     { "refcount_bits", QEMU_OPT_NUMBER,
       "Width of a reference count entry in bits", "16" },
-    { "compression_type", QEMU_OPT_STRING,
-      "Compression method used for image cluster compression", "zlib" },
+    { NULL },
+};
+
+static const QemuOptDesc qcow2_amend_opts[] = {
+    { "backing_file", QEMU_OPT_STRING, "File name of a base image", NULL },
+    { "backing_fmt", QEMU_OPT_STRING, "Image format of the base image", NULL },
+    { "compat", QEMU_OPT_STRING,
+      "Compatibility level (v2 [0.10] or v3 [1.1])", NULL },
+    { "lazy_refcounts", QEMU_OPT_BOOL, "Postpone refcount updates", NULL },
+    { "size", QEMU_OPT_SIZE, "Virtual disk size", NULL },
     { NULL },
 };
 
@@ -1740,11 +1882,12 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_close = qcow2_close,
     .bdrv_create = qcow2_create,
     .create_opts = qcow2_create_opts,
-    .amend_opts = qcow2_create_opts,
+    .amend_opts = qcow2_amend_opts,
     .bdrv_preadv = qcow2_preadv,
     .bdrv_pwritev = qcow2_pwritev,
     .bdrv_pwrite_zeroes = qcow2_pwrite_zeroes,
     .bdrv_pdiscard = qcow2_pdiscard,
+    .bdrv_pwrite_compressed = qcow2_pwrite_compressed,
     .bdrv_flush_to_os = qcow2_flush_to_os,
     .bdrv_block_status = qcow2_block_status,
     .bdrv_getlength = qcow2_getlength,

@@ -186,6 +186,8 @@ typedef struct BDRVQcow2State {
     uint32_t refcount_table_size;   /* entries */
     uint64_t *refcount_table;       /* host endian */
     uint64_t free_cluster_index;    /* no free cluster below this one */
+    /* Next free byte in the cluster compressed data is packed into, or 0. */
+    uint64_t free_byte_offset;
 
     Qcow2Cache *l2_table_cache;
     Qcow2Cache *refcount_block_cache;
@@ -316,6 +318,11 @@ int qcow2_update_cluster_refcount(BlockDriverState *bs, int64_t cluster_index,
                                   int64_t addend);
 /* Allocate size bytes of contiguous clusters with refcount 1. */
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size);
+/*
+ * Allocate size bytes (compressed data) packed after earlier such
+ * allocations; every cluster touched gains one reference.
+ */
+int64_t qcow2_alloc_bytes(BlockDriverState *bs, uint64_t size);
 /* Give back clusters whose references were dropped (through the limbo). */
 void qcow2_free_clusters(BlockDriverState *bs, int64_t offset, int64_t size);
 /* Free a cluster referenced by the L2 entry (normal, zero-alloc, compressed). */
@@ -363,11 +370,21 @@ int qcow2_alloc_host_offset(BlockDriverState *bs, uint64_t offset,
 int qcow2_alloc_cluster_link_l2(BlockDriverState *bs, QCowL2Meta *m);
 /* Give up an allocation whose data write failed. */
 void qcow2_alloc_cluster_abort(BlockDriverState *bs, QCowL2Meta *m);
+/* Remove m from the in-flight list (without linking) and wake waiters. */
+void qcow2_retire_alloc(BlockDriverState *bs, QCowL2Meta *m);
+/* Claim guest clusters for a write whose host clusters the caller chose. */
+QCowL2Meta *qcow2_register_alloc(BlockDriverState *bs, uint64_t guest_offset,
+                                 int nb_clusters, uint64_t alloc_offset);
+void qcow2_wait_for_allocs(BlockDriverState *bs, uint64_t offset,
+                           uint64_t bytes);
 /* Zero or discard whole clusters in [offset, offset + bytes). */
 int qcow2_cluster_zeroize(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes, bool unmap);
 int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes);
+/* Point the L2 entry of guest_offset at compressed data at host_offset. */
+int qcow2_link_compressed_cluster(BlockDriverState *bs, uint64_t guest_offset,
+                                  uint64_t host_offset, int csize);
 int qcow2_preallocate_metadata(BlockDriverState *bs, uint64_t old_size,
                                uint64_t new_size);
 /* Decode a compressed descriptor into host byte offset and stored length. */
