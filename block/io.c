@@ -438,7 +438,8 @@ int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
         return -EPERM;
     }
     /* Discard is advisory: a node not opened with discard=unmap ignores it. */
-    if (!(bs->open_flags & BDRV_O_UNMAP) || !bs->drv->bdrv_pdiscard) {
+    if (!(bs->open_flags & BDRV_O_UNMAP) || !bs->drv->bdrv_pdiscard ||
+        bytes == 0) {
         return 0;
     }
     bdrv_inc_in_flight(bs);
@@ -497,12 +498,16 @@ int bdrv_flush(BlockDriverState *bs)
     return ret;
 }
 
+/* Lengths are whole 512-byte sectors, as QEMU reports them. */
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
+    int64_t len;
+
     if (!bs->drv) {
         return -ENOMEDIUM;
     }
-    return bs->drv->bdrv_getlength(bs);
+    len = bs->drv->bdrv_getlength(bs);
+    return len < 0 ? len : QEMU_ALIGN_UP(len, 512);
 }
 
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)

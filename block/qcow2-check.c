@@ -346,10 +346,38 @@ static void count_all_references(CheckState *cs)
     }
 }
 
-/* Compare stored refcounts with the counted references; fix leaks. */
+/* Fix the leaks found by compare_refcounts(), after all were reported. */
+static void repair_leaks(CheckState *cs, GArray *leaks)
+{
+    for (guint i = 0; i < leaks->len; i++) {
+        uint64_t c = g_array_index(leaks, uint64_t, i);
+        uint64_t refcount, refs = c < cs->nb_refs ? cs->refs[c] : 0;
+
+        if (qcow2_get_refcount(cs->bs, c, &refcount) < 0) {
+            cs->res->leaks++;
+            continue;
+        }
+        fprintf(stderr, "Repairing cluster %" PRIu64 " refcount=%" PRIu64
+                " reference=%" PRIu64 "\n", c, refcount, refs);
+        if (qcow2_update_cluster_refcount(cs->bs, c, (int64_t)refs -
+                                          (int64_t)refcount) == 0) {
+            cs->res->leaks_fixed++;
+        } else {
+            cs->res->leaks++;
+        }
+    }
+}
+
+/*
+ * Compare stored refcounts with the counted references: report every
+ * mismatch first, then fix the leaks if asked to (too-low refcounts are
+ * fixed by rebuilding the refcount structure afterwards).
+ */
 static void compare_refcounts(CheckState *cs, uint64_t nb_clusters)
 {
     BlockDriverState *bs = cs->bs;
+    BDRVQcow2State *s = bs->opaque;
+    g_autoptr(GArray) leaks = g_array_new(FALSE, FALSE, sizeof(uint64_t));
 
     for (uint64_t i = 0; i < nb_clusters; i++) {
         uint64_t refcount, refs = i < cs->nb_refs ? cs->refs[i] : 0;
@@ -362,35 +390,25 @@ static void compare_refcounts(CheckState *cs, uint64_t nb_clusters)
             continue;
         }
         if (refcount > 0 || refs > 0) {
-            cs->res->image_end_offset = (i + 1) << ((BDRVQcow2State *)
-                                                    bs->opaque)->cluster_bits;
+            cs->res->image_end_offset = (i + 1) << s->cluster_bits;
         }
         if (refcount == refs) {
             continue;
         }
         bool leak = refcount > refs;
-        bool repair = leak ? (cs->fix & BDRV_FIX_LEAKS)
-                           : (cs->fix & BDRV_FIX_ERRORS);
         fprintf(stderr, "%s cluster %" PRIu64 " refcount=%" PRIu64
                 " reference=%" PRIu64 "\n", leak ? "Leaked" : "ERROR",
                 i, refcount, refs);
-        if (repair && leak) {
-            /* A too-low refcount is fixed by the rebuild that follows. */
-            fprintf(stderr, "Repairing cluster %" PRIu64 " refcount=%" PRIu64
-                    " reference=%" PRIu64 "\n", i, refcount, refs);
-        }
         if (!leak) {
             cs->res->corruptions++;
-            cs->rebuild |= repair;
-            continue;
-        }
-        if (repair && qcow2_update_cluster_refcount(bs, i, (int64_t)refs -
-                                                    (int64_t)refcount) == 0) {
-            cs->res->leaks_fixed++;
+            cs->rebuild |= cs->fix & BDRV_FIX_ERRORS;
+        } else if (cs->fix & BDRV_FIX_LEAKS) {
+            g_array_append_val(leaks, i);
         } else {
             cs->res->leaks++;
         }
     }
+    repair_leaks(cs, leaks);
 }
 
 static gint cmp_u64(gconstpointer a, gconstpointer b)

@@ -1505,7 +1505,8 @@ static int parse_compat(const char *compat, int *version, Error **errp)
     } else if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
         *version = 2;
     } else {
-        error_setg(errp, "Invalid parameter '%s'", compat);
+        error_setg(errp, "Parameter 'version' does not accept value '%s'",
+                   compat);
         return -EINVAL;
     }
     return 0;
@@ -1536,6 +1537,12 @@ static int unsupported_create_option(QDict *opts, Error **errp)
     };
 
     if (qemu_opt_get_bool(opts, "extended_l2", false)) {
+        if (qemu_opt_get_size(opts, "cluster_size", DEFAULT_CLUSTER_SIZE) <
+            16384) {
+            error_setg(errp, "Extended L2 entries are only supported with "
+                       "cluster sizes of at least 16384 bytes");
+            return -EINVAL;
+        }
         error_setg(errp, "Extended L2 entries (subclusters) are not "
                    "supported");
         return -ENOTSUP;
@@ -1584,11 +1591,12 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
     o->lazy_refcounts = qemu_opt_get_bool(opts, "lazy_refcounts", false);
     if (o->lazy_refcounts && o->version < 3) {
         error_setg(errp, "Lazy refcounts only supported with compatibility "
-                   "level 1.1 and above (use compat=1.1 or greater)");
+                   "level 1.1 and above (use version=v3 or greater)");
         return -EINVAL;
     }
     if (ctype && strcmp(ctype, "zlib") && strcmp(ctype, "zstd")) {
-        error_setg(errp, "Invalid parameter '%s'", ctype);
+        error_setg(errp, "Parameter 'compression-type' does not accept value "
+                   "'%s'", ctype);
         return -EINVAL;
     }
     o->compression_type = (ctype && !strcmp(ctype, "zstd"))
@@ -1602,7 +1610,8 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
     }
     o->prealloc = prealloc ? prealloc_mode_parse(prealloc) : PREALLOC_MODE_OFF;
     if ((int)o->prealloc < 0) {
-        error_setg(errp, "Invalid parameter '%s'", prealloc);
+        error_setg(errp, "Parameter 'preallocation' does not accept value "
+                   "'%s'", prealloc);
         return -EINVAL;
     }
     o->backing_file = qemu_opt_get(opts, "backing_file");
