@@ -610,6 +610,20 @@ int qcow2_cluster_zeroize(BlockDriverState *bs, uint64_t offset,
     return rewrite_clusters(bs, offset, bytes, unmap, true, zeroed_entry);
 }
 
+/* Mapping removed altogether (shrink): unallocated, whatever lies below. */
+static uint64_t dropped_entry(BlockDriverState *bs, uint64_t old, bool unmap)
+{
+    (void)bs;
+    (void)old;
+    (void)unmap;
+    return 0;
+}
+
+int qcow2_cluster_drop(BlockDriverState *bs, uint64_t offset, uint64_t bytes)
+{
+    return rewrite_clusters(bs, offset, bytes, true, false, dropped_entry);
+}
+
 int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes)
 {

@@ -1049,6 +1049,21 @@ static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return 0;
 }
 
+/* Compressed data never replaces anything: -EIO if offset is mapped. */
+static int cluster_has_host_data(BlockDriverState *bs, uint64_t offset)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t bytes = s->cluster_size, host;
+    QCow2ClusterType type;
+    int ret = qcow2_get_host_offset(bs, offset, &bytes, &host, &type);
+
+    if (ret < 0) {
+        return ret;
+    }
+    return (type == QCOW2_CLUSTER_UNALLOCATED ||
+            type == QCOW2_CLUSTER_ZERO_PLAIN) ? 0 : -EIO;
+}
+
 /* Store compressed data for one guest cluster and link it. */
 static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
                                     const void *data, int csize)
@@ -1062,6 +1077,9 @@ static int write_compressed_cluster(BlockDriverState *bs, uint64_t offset,
     g_mutex_lock(&s->lock);
     ret = prepare_metadata_change(bs);
     qcow2_wait_for_allocs(bs, offset, s->cluster_size);
+    if (ret == 0) {
+        ret = cluster_has_host_data(bs, offset);
+    }
     host = ret < 0 ? ret : qcow2_alloc_bytes(bs, csize);
     if (host < 0) {
         g_mutex_unlock(&s->lock);
@@ -1174,7 +1192,7 @@ static int write_zero_buffer(BlockDriverState *bs, uint64_t offset,
  * becomes a zero cluster (as QEMU does), otherwise zeroes are written.
  */
 static int zero_partial_cluster(BlockDriverState *bs, uint64_t offset,
-                                uint64_t bytes, bool unmap)
+                                uint64_t bytes, BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret = 0;
@@ -1189,16 +1207,21 @@ static int zero_partial_cluster(BlockDriverState *bs, uint64_t offset,
         ret = prepare_metadata_change(bs);
         if (ret == 0) {
             ret = qcow2_cluster_zeroize(bs, start_of_cluster(s, offset),
-                                        s->cluster_size, unmap);
+                                        s->cluster_size,
+                                        flags & BDRV_REQ_MAY_UNMAP);
         }
     }
     g_mutex_unlock(&s->lock);
-    return zero ? ret : write_zero_buffer(bs, offset, bytes);
+    if (zero) {
+        return ret;
+    }
+    return (flags & BDRV_REQ_NO_FALLBACK) ? -ENOTSUP
+                                          : write_zero_buffer(bs, offset, bytes);
 }
 
 /* Version 2 has no zero flag: write zeroes where the guest sees data. */
 static int zero_without_flag(BlockDriverState *bs, uint64_t offset,
-                             uint64_t bytes)
+                             uint64_t bytes, BdrvRequestFlags flags)
 {
     BDRVQcow2State *s = bs->opaque;
     int ret = 0;
@@ -1211,7 +1234,8 @@ static int zero_without_flag(BlockDriverState *bs, uint64_t offset,
         zero = cluster_reads_zero(bs, offset);
         g_mutex_unlock(&s->lock);
         if (!zero) {
-            ret = write_zero_buffer(bs, offset, n);
+            ret = (flags & BDRV_REQ_NO_FALLBACK) ? -ENOTSUP
+                                                 : write_zero_buffer(bs, offset, n);
         }
         offset += n;
         bytes -= n;
@@ -1229,21 +1253,21 @@ static int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
     int ret;
 
     if (s->qcow_version < 3) {
-        return zero_without_flag(bs, offset, bytes);
+        return zero_without_flag(bs, offset, bytes, flags);
     }
     if (start >= end) {
         /* Within one cluster, or straddling one boundary. */
         uint64_t split = MIN((uint64_t)offset + bytes, start);
-        ret = zero_partial_cluster(bs, offset, split - offset, unmap);
+        ret = zero_partial_cluster(bs, offset, split - offset, flags);
         if (ret == 0 && split < (uint64_t)offset + bytes) {
             ret = zero_partial_cluster(bs, split, offset + bytes - split,
-                                       unmap);
+                                       flags);
         }
         return ret;
     }
-    ret = zero_partial_cluster(bs, offset, start - offset, unmap);
+    ret = zero_partial_cluster(bs, offset, start - offset, flags);
     if (ret == 0) {
-        ret = zero_partial_cluster(bs, end, offset + bytes - end, unmap);
+        ret = zero_partial_cluster(bs, end, offset + bytes - end, flags);
     }
     if (ret < 0) {
         return ret;
@@ -1402,12 +1426,20 @@ static int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
 
 /* Resize */
 
+static int write_size(BlockDriverState *bs, uint64_t size)
+{
+    uint8_t be[8];
+
+    stq_be_p(be, size);
+    return bdrv_pwrite_sync(bs->file, offsetof(QCowHeader, size), 8, be, 0);
+}
+
+
 static int qcow2_grow(BlockDriverState *bs, uint64_t new_size,
                       PreallocMode prealloc, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t old_size = s->size;
-    uint8_t be[8];
     int ret;
 
     ret = qcow2_grow_l1_table(bs, qcow2_l1_entries_for(s, new_size));
@@ -1443,8 +1475,7 @@ static int qcow2_grow(BlockDriverState *bs, uint64_t new_size,
             }
         }
     }
-    stq_be_p(be, new_size);
-    ret = bdrv_pwrite_sync(bs->file, offsetof(QCowHeader, size), 8, be, 0);
+    ret = write_size(bs, new_size);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Failed to update the image size");
         return ret;
@@ -1452,6 +1483,102 @@ static int qcow2_grow(BlockDriverState *bs, uint64_t new_size,
     s->size = new_size;
     s->l1_vm_state_index = qcow2_l1_entries_for(s, new_size);
     return 0;
+}
+
+/* End of the last cluster with a non-zero refcount. */
+static int64_t image_end(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t last = (uint64_t)s->refcount_table_size << s->refcount_block_bits;
+
+    while (last > 0) {
+        uint64_t refcount;
+        int ret = qcow2_get_refcount(bs, last - 1, &refcount);
+        if (ret < 0) {
+            return ret;
+        }
+        if (refcount) {
+            break;
+        }
+        last--;
+    }
+    return (int64_t)last << s->cluster_bits;
+}
+
+/*
+ * Shrink: drop every mapping past the new end (the data there is gone),
+ * free L2 tables no longer needed, and give the freed tail of the file back.
+ * Called with s->lock held and no request in flight.
+ */
+static int qcow2_shrink(BlockDriverState *bs, uint64_t new_size, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t start = ROUND_UP(new_size, s->cluster_size);
+    uint64_t end = ROUND_UP(s->size, s->cluster_size);
+    uint64_t new_l1 = qcow2_l1_entries_for(s, new_size);
+    int64_t file_end;
+    int ret = 0;
+
+    if (start < end) {
+        ret = qcow2_cluster_drop(bs, start, end - start);
+    }
+    for (uint64_t i = new_l1; i < (uint64_t)s->l1_size && ret == 0; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+        if (!l2) {
+            continue;
+        }
+        s->l1_table[i] = 0;
+        ret = qcow2_write_l1_entry(bs, i);
+        qcow2_cache_discard(s->l2_table_cache, l2);
+        qcow2_free_clusters(bs, l2, s->cluster_size);
+    }
+    if (ret == 0) {
+        ret = write_size(bs, new_size);
+    }
+    /* Apply the frees now (nothing is in flight) and cut the file. */
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    if (ret == 0) {
+        ret = qcow2_process_limbo(bs, true);
+    }
+    if (ret == 0) {
+        ret = qcow2_flush_caches(bs);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to shrink the image");
+        return ret;
+    }
+    s->size = new_size;
+    s->l1_vm_state_index = new_l1;
+    file_end = image_end(bs);
+    if (file_end > 0 && file_end < bdrv_getlength(bs->file)) {
+        /* Only space is at stake: a failure here is not an error. */
+        bdrv_truncate(bs->file, file_end, false, PREALLOC_MODE_OFF, NULL);
+    }
+    return 0;
+}
+
+/*
+ * A grown area must read as zeroes even where a longer backing file has
+ * data (as in QEMU): zero what the backing file would show through.
+ */
+static int hide_backing_tail(BlockDriverState *bs, uint64_t old_size,
+                             uint64_t new_size, Error **errp)
+{
+    int64_t backing_len = bdrv_getlength(bs->backing);
+    int ret;
+
+    if (backing_len < 0 || (uint64_t)backing_len <= old_size) {
+        return 0;
+    }
+    ret = qcow2_pwrite_zeroes(bs, old_size,
+                              MIN(new_size, (uint64_t)backing_len) - old_size,
+                              0);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to zero the grown area");
+    }
+    return ret;
 }
 
 static int qcow2_truncate(BlockDriverState *bs, int64_t offset, bool exact,
@@ -1465,22 +1592,29 @@ static int qcow2_truncate(BlockDriverState *bs, int64_t offset, bool exact,
         error_setg(errp, "The new size must be a multiple of 512");
         return -EINVAL;
     }
-    if ((uint64_t)offset < s->size) {
-        error_setg(errp, "qcow2 doesn't support shrinking images yet");
-        return -ENOTSUP;
-    }
     if (s->nb_snapshots) {
         error_setg(errp, "Can't resize an image which has snapshots");
         return -ENOTSUP;
     }
+    if ((uint64_t)offset < s->size && prealloc != PREALLOC_MODE_OFF) {
+        error_setg(errp, "Preallocation can't be used for shrinking an "
+                   "image");
+        return -EINVAL;
+    }
+    uint64_t old_size = s->size;
     g_mutex_lock(&s->lock);
     ret = prepare_metadata_change(bs);
-    if (ret == 0) {
-        ret = qcow2_grow(bs, offset, prealloc, errp);
-    } else {
+    if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not mark the image dirty");
+    } else if ((uint64_t)offset < s->size) {
+        ret = qcow2_shrink(bs, offset, errp);
+    } else {
+        ret = qcow2_grow(bs, offset, prealloc, errp);
     }
     g_mutex_unlock(&s->lock);
+    if (ret == 0 && bs->backing && (uint64_t)offset > old_size) {
+        ret = hide_backing_tail(bs, old_size, offset, errp);
+    }
     return ret;
 }
 
@@ -1522,7 +1656,7 @@ static int parse_refcount_bits(uint64_t bits, int version, int *order,
     }
     if (version < 3 && bits != 16) {
         error_setg(errp, "Different refcount widths than 16 bits require "
-                   "compatibility level 1.1 or above (use compat=1.1 or "
+                   "compatibility level 1.1 or above (use version=v3 or "
                    "greater)");
         return -EINVAL;
     }

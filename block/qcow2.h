@@ -382,6 +382,8 @@ int qcow2_cluster_zeroize(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes, bool unmap);
 int qcow2_cluster_discard(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes);
+/* Make whole clusters unallocated, freeing what they held (shrink). */
+int qcow2_cluster_drop(BlockDriverState *bs, uint64_t offset, uint64_t bytes);
 /* Point the L2 entry of guest_offset at compressed data at host_offset. */
 int qcow2_link_compressed_cluster(BlockDriverState *bs, uint64_t guest_offset,
                                   uint64_t host_offset, int csize);
