@@ -523,8 +523,8 @@ static int read_f(BlockBackend *blk, int argc, char **argv)
         return -ENOMEM;
     }
     start = now_ns();
-    /* The block layer has no access to a VM state area (yet). */
-    ret = vmstate ? -ENOTSUP : blk_pread(blk, offset, count, buf, 0);
+    ret = vmstate ? blk_load_vmstate(blk, buf, offset, count)
+                  : blk_pread(blk, offset, count, buf, 0);
     elapsed = now_ns() - start;
     sync_io_done(ret, count);
     if (ret < 0) {
@@ -783,7 +783,7 @@ static int write_f(BlockBackend *blk, int argc, char **argv)
     if (zero) {
         ret = blk_pwrite_zeroes(blk, offset, count, flags);
     } else if (vmstate) {
-        ret = -ENOTSUP;     /* no VM state access, as for read -b */
+        ret = blk_save_vmstate(blk, buf, offset, count);
     } else if (compress) {
         ret = blk_pwrite_compressed(blk, offset, count, buf);
     } else {

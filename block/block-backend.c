@@ -194,6 +194,26 @@ int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
     return bdrv_truncate(blk->root, offset, exact, prealloc, errp);
 }
 
+int blk_save_vmstate(BlockBackend *blk, const void *buf, int64_t pos,
+                     int64_t size)
+{
+    QEMUIOVector qiov;
+
+    if (!blk->writable) {
+        return -EACCES;
+    }
+    qemu_iovec_init_buf(&qiov, (void *)buf, size);
+    return bdrv_vmstate_rw(blk->root, &qiov, pos, true);
+}
+
+int blk_load_vmstate(BlockBackend *blk, void *buf, int64_t pos, int64_t size)
+{
+    QEMUIOVector qiov;
+
+    qemu_iovec_init_buf(&qiov, buf, size);
+    return bdrv_vmstate_rw(blk->root, &qiov, pos, false);
+}
+
 void blk_drain(BlockBackend *blk)
 {
     bdrv_drained_begin(blk->root);

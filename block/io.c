@@ -499,6 +499,26 @@ int bdrv_flush(BlockDriverState *bs)
 }
 
 /* Lengths are whole 512-byte sectors, as QEMU reports them. */
+int bdrv_vmstate_rw(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos,
+                    bool write)
+{
+    int ret;
+
+    if (!bs->drv || !bs->drv->bdrv_vmstate_rw) {
+        return -ENOTSUP;
+    }
+    if (pos < 0) {
+        return -EINVAL;
+    }
+    if (write && bs->read_only) {
+        return -EPERM;
+    }
+    bdrv_inc_in_flight(bs);
+    ret = bs->drv->bdrv_vmstate_rw(bs, qiov, pos, write);
+    bdrv_dec_in_flight(bs);
+    return ret;
+}
+
 int64_t bdrv_getlength(BlockDriverState *bs)
 {
     int64_t len;

@@ -104,7 +104,9 @@ static int put_extension(uint8_t *buf, size_t buf_size, size_t *pos,
     }
     stl_be_p(buf + *pos, magic);
     stl_be_p(buf + *pos + 4, len);
-    memcpy(buf + *pos + 8, data, len);
+    if (len) {
+        memcpy(buf + *pos + 8, data, len);
+    }
     memset(buf + *pos + 8 + len, 0, padded - len);
     *pos += 8 + padded;
     return 0;
@@ -145,12 +147,16 @@ int qcow2_update_header(BlockDriverState *bs)
         h->header_length = QCOW_V3_HEADER_LENGTH +
                            s->unknown_header_fields_size;
         h->compression_type = s->compression_type;
-        memcpy(buf + QCOW_V3_HEADER_LENGTH, s->unknown_header_fields,
-               s->unknown_header_fields_size);
+        if (s->unknown_header_fields_size) {
+            memcpy(buf + QCOW_V3_HEADER_LENGTH, s->unknown_header_fields,
+                   s->unknown_header_fields_size);
+        }
         pos = h->header_length;
     } else {
         pos = QCOW_V2_HEADER_LENGTH;
     }
+    /* Before the extensions: in version 2 they overlay the v3 fields. */
+    header_to_be(h);
 
     if (backing_len && bs->backing_format[0]) {
         ret = put_extension(buf, buf_size, &pos, QCOW2_EXT_MAGIC_BACKING_FORMAT,
@@ -171,15 +177,14 @@ int qcow2_update_header(BlockDriverState *bs)
         if (pos + backing_len > buf_size) {
             ret = -ENOSPC;
         } else {
-            h->backing_file_offset = pos;
-            h->backing_file_size = backing_len;
+            stq_be_p(&h->backing_file_offset, pos);
+            stl_be_p(&h->backing_file_size, backing_len);
             memcpy(buf + pos, bs->backing_file, backing_len);
         }
     }
     if (ret < 0) {
         return ret;
     }
-    header_to_be(h);
     return bdrv_pwrite(bs->file, 0, buf_size, buf, 0);
 }
 
@@ -1378,6 +1383,18 @@ static int qcow2_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return 0;
 }
 
+/* The VM state area starts after the guest disk, at an L2-table boundary. */
+static int qcow2_vmstate_rw(BlockDriverState *bs, QEMUIOVector *qiov,
+                            int64_t pos, bool write)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t offset = (s->l1_vm_state_index << (s->cluster_bits + s->l2_bits))
+                      + pos;
+
+    return write ? qcow2_pwritev(bs, offset, qiov->size, qiov, 0)
+                 : qcow2_preadv(bs, offset, qiov->size, qiov, 0);
+}
+
 static void qcow2_get_specific_info(BlockDriverState *bs, JsonBuilder *b)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -1632,15 +1649,20 @@ typedef struct Qcow2CreateOptions {
     const char *backing_fmt;
 } Qcow2CreateOptions;
 
-static int parse_compat(const char *compat, int *version, Error **errp)
+static int parse_compat(const char *compat, int *version, bool amend,
+                        Error **errp)
 {
     if (!compat || !strcmp(compat, "1.1") || !strcmp(compat, "v3")) {
         *version = 3;
     } else if (!strcmp(compat, "0.10") || !strcmp(compat, "v2")) {
         *version = 2;
     } else {
-        error_setg(errp, "Parameter 'version' does not accept value '%s'",
-                   compat);
+        if (amend) {
+            error_setg(errp, "Unknown compatibility level %s", compat);
+        } else {
+            error_setg(errp, "Parameter 'version' does not accept value '%s'",
+                       compat);
+        }
         return -EINVAL;
     }
     return 0;
@@ -1706,7 +1728,8 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
         return ret;
     }
     o->size = ROUND_UP(qemu_opt_get_size(opts, "size", 0), 512);
-    ret = parse_compat(qemu_opt_get(opts, "compat"), &o->version, errp);
+    ret = parse_compat(qemu_opt_get(opts, "compat"), &o->version, false,
+                       errp);
     if (ret < 0) {
         return ret;
     }
@@ -1800,6 +1823,8 @@ static int write_initial_layout(BlockDriverState *file,
     } else {
         pos = QCOW_V2_HEADER_LENGTH;
     }
+    /* Before the extensions: in version 2 they overlay the v3 fields. */
+    header_to_be(h);
     if (o->backing_file && o->backing_fmt) {
         ret = put_extension(buf, cs, &pos, QCOW2_EXT_MAGIC_BACKING_FORMAT,
                             o->backing_fmt, strlen(o->backing_fmt));
@@ -1818,11 +1843,10 @@ static int write_initial_layout(BlockDriverState *file,
         if (pos + len > cs) {
             return -ENOSPC;
         }
-        h->backing_file_offset = pos;
-        h->backing_file_size = len;
+        stq_be_p(&h->backing_file_offset, pos);
+        stl_be_p(&h->backing_file_size, len);
         memcpy(buf + pos, o->backing_file, len);
     }
-    header_to_be(h);
     stq_be_p(buf + cs, 2 * cs);      /* refcount table entry 0 */
     for (int i = 0; i < 3; i++) {
         qcow2_refcount_entry_set(buf + 2 * cs, i, o->refcount_order, 1);
@@ -1865,7 +1889,74 @@ static int qcow2_create(BlockDriverState *file, QDict *opts, Error **errp)
 
 /* Amend */
 
-static int amend_compat(BlockDriverState *bs, int version, Error **errp)
+/*
+ * Version 2 has no zero flag: zero clusters become unallocated (nothing
+ * below them) or real clusters of zeroes.  Active tables only; images
+ * with snapshots are refused by the caller.
+ */
+static int expand_zero_clusters(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+
+    for (uint64_t off = 0; off < s->size && ret == 0;
+         off += s->cluster_size) {
+        uint64_t bytes = s->cluster_size, host;
+        QCow2ClusterType type;
+
+        ret = qcow2_get_host_offset(bs, off, &bytes, &host, &type);
+        if (ret < 0 || (type != QCOW2_CLUSTER_ZERO_PLAIN &&
+                        type != QCOW2_CLUSTER_ZERO_ALLOC)) {
+            continue;
+        }
+        if (type == QCOW2_CLUSTER_ZERO_PLAIN && !bs->backing) {
+            ret = qcow2_cluster_drop(bs, off, s->cluster_size);
+            continue;
+        }
+        g_mutex_unlock(&s->lock);
+        ret = write_zero_buffer(bs, off, MIN((uint64_t)s->cluster_size,
+                                             s->size - off));
+        g_mutex_lock(&s->lock);
+    }
+    return ret;
+}
+
+static int downgrade_to_v2(BlockDriverState *bs,
+                           BlockDriverAmendStatusCB *cb, void *opaque,
+                           Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret;
+
+    if (s->nb_snapshots) {
+        error_setg(errp, "Cannot downgrade an image with snapshots to "
+                   "compat=0.10 (not supported yet)");
+        return -ENOTSUP;
+    }
+    /* Zeroes written now must not land back in zero clusters. */
+    s->qcow_version = 2;
+    ret = expand_zero_clusters(bs);
+    if (ret == 0) {
+        ret = qcow2_write_back_all(bs);
+    }
+    if (ret < 0) {
+        s->qcow_version = 3;
+        error_setg_errno(errp, -ret, "Failed to turn zero clusters into data");
+        return ret;
+    }
+    s->incompatible_features = 0;
+    s->compatible_features = 0;
+    s->autoclear_features = 0;
+    s->use_lazy_refcounts = false;
+    if (cb) {
+        cb(bs, 1, 1, opaque);
+    }
+    return 0;
+}
+
+static int amend_compat(BlockDriverState *bs, int version,
+                        BlockDriverAmendStatusCB *cb, void *opaque,
+                        Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
 
@@ -1880,8 +1971,7 @@ static int amend_compat(BlockDriverState *bs, int version, Error **errp)
                        "refcounts to compat=0.10");
             return -ENOTSUP;
         }
-        error_setg(errp, "Downgrading to compat=0.10 is not supported yet");
-        return -ENOTSUP;
+        return downgrade_to_v2(bs, cb, opaque, errp);
     }
     s->qcow_version = version;
     return 0;
@@ -1896,8 +1986,6 @@ static int qcow2_amend_options(BlockDriverState *bs, QDict *opts,
     int version = s->qcow_version;
     int ret = 0;
 
-    (void)cb;
-    (void)opaque;
     (void)force;
     for (size_t i = 0; i < qdict_size(opts); i++) {
         const char *key = qdict_key_at(opts, i);
@@ -1908,11 +1996,20 @@ static int qcow2_amend_options(BlockDriverState *bs, QDict *opts,
             return -ENOTSUP;
         }
     }
-    if (compat && parse_compat(compat, &version, errp) < 0) {
+    if (compat && parse_compat(compat, &version, true, errp) < 0) {
+        return -EINVAL;
+    }
+    if (version < 3 && qemu_opt_get_bool(opts, "lazy_refcounts", false)) {
+        error_setg(errp, "Lazy refcounts only supported with compatibility "
+                   "level 1.1 and above (use compat=1.1 or greater)");
         return -EINVAL;
     }
     g_mutex_lock(&s->lock);
-    ret = amend_compat(bs, version, errp);
+    if (version < s->qcow_version && qdict_haskey(opts, "lazy_refcounts")) {
+        /* Turning lazy refcounts off is part of the downgrade. */
+        s->compatible_features &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+    }
+    ret = amend_compat(bs, version, cb, opaque, errp);
     if (ret == 0 && qdict_haskey(opts, "lazy_refcounts")) {
         bool lazy = qemu_opt_get_bool(opts, "lazy_refcounts", false);
         if (lazy && s->qcow_version < 3) {
@@ -2037,6 +2134,7 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_truncate = qcow2_truncate,
     .bdrv_check = qcow2_check,
     .bdrv_get_info = qcow2_get_info,
+    .bdrv_vmstate_rw = qcow2_vmstate_rw,
     .bdrv_get_specific_info = qcow2_get_specific_info,
     .bdrv_amend_options = qcow2_amend_options,
     .bdrv_change_backing_file = qcow2_change_backing_file,

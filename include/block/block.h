@@ -168,6 +168,9 @@ int bdrv_pwrite_compressed(BlockDriverState *bs, int64_t offset,
                            int64_t bytes, QEMUIOVector *qiov);
 /* Make every completed write of bs and its children durable. */
 int bdrv_flush(BlockDriverState *bs);
+/* Read or write the VM state area at pos (qcow2 keeps it after the disk). */
+int bdrv_vmstate_rw(BlockDriverState *bs, QEMUIOVector *qiov, int64_t pos,
+                    bool write);
 int64_t bdrv_getlength(BlockDriverState *bs);
 int64_t bdrv_get_allocated_file_size(BlockDriverState *bs);
 int bdrv_truncate(BlockDriverState *bs, int64_t offset, bool exact,

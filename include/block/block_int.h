@@ -78,6 +78,9 @@ struct BlockDriver {
     int (*bdrv_check)(BlockDriverState *bs, BdrvCheckResult *res,
                       BdrvCheckMode fix);
     int (*bdrv_get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    /* VM state I/O; formats without a VM state area leave these NULL. */
+    int (*bdrv_vmstate_rw)(BlockDriverState *bs, QEMUIOVector *qiov,
+                           int64_t pos, bool write);
     /* Add the members of the "data" object of the format-specific info. */
     void (*bdrv_get_specific_info)(BlockDriverState *bs, JsonBuilder *data);
     int (*bdrv_amend_options)(BlockDriverState *bs, QDict *opts,
@@ -136,6 +139,7 @@ struct BlockDriverState {
 extern BlockDriver bdrv_file;
 extern BlockDriver bdrv_raw;
 extern BlockDriver bdrv_qcow2;
+extern BlockDriver bdrv_record;
 
 /* Open a child node for a driver (used by block.c for file/backing). */
 BlockDriverState *bdrv_open_child(const char *filename, QDict *options,

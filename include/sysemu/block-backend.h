@@ -44,5 +44,9 @@ int blk_flush(BlockBackend *blk);
 int blk_truncate(BlockBackend *blk, int64_t offset, bool exact,
                  PreallocMode prealloc, Error **errp);
 void blk_drain(BlockBackend *blk);
+/* The VM state area of formats that have one (qcow2); -ENOTSUP otherwise. */
+int blk_save_vmstate(BlockBackend *blk, const void *buf, int64_t pos,
+                     int64_t size);
+int blk_load_vmstate(BlockBackend *blk, void *buf, int64_t pos, int64_t size);
 
 #endif
