@@ -326,10 +326,16 @@ static int check_bitmaps(CheckState *cs)
     return 0;
 }
 
+static int inc_refs_cb(void *opaque, uint64_t offset, uint64_t size)
+{
+    return inc_refs(opaque, offset, size);
+}
+
 static void count_all_references(CheckState *cs)
 {
     BDRVQcow2State *s = cs->bs->opaque;
 
+    qcow2_dedup_count_refs(cs->bs, inc_refs_cb, cs);
     inc_refs(cs, 0, s->cluster_size);
     check_l1_table(cs, s->l1_table_offset, s->l1_size, s->l1_table, true);
     if (s->nb_snapshots) {
@@ -540,13 +546,16 @@ static int rebuild_refcount_structure(CheckState *cs, uint64_t nb_clusters)
     return 0;
 }
 
-/* Active tables: COPIED must be set exactly where the refcount is 1. */
-static int check_oflag_copied(CheckState *cs)
+/*
+ * Active tables: COPIED must be set exactly where the refcount is 1.
+ * report: print and count mismatches (check); otherwise fix them quietly.
+ */
+static int check_oflag_copied(CheckState *cs, bool report)
 {
     BlockDriverState *bs = cs->bs;
     BDRVQcow2State *s = bs->opaque;
     /* Like QEMU, either repair mode fixes COPIED flags. */
-    bool repair = cs->fix & (BDRV_FIX_ERRORS | BDRV_FIX_LEAKS);
+    bool repair = !report || (cs->fix & (BDRV_FIX_ERRORS | BDRV_FIX_LEAKS));
     int ret;
 
     for (int i = 0; i < s->l1_size; i++) {
@@ -562,10 +571,12 @@ static int check_oflag_copied(CheckState *cs)
             continue;
         }
         if ((refcount == 1) != !!(s->l1_table[i] & QCOW_OFLAG_COPIED)) {
-            fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%d "
-                    "l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
-                    repair ? "Repairing" : "ERROR", i, s->l1_table[i],
-                    refcount);
+            if (report) {
+                fprintf(stderr, "%s OFLAG_COPIED L2 cluster: l1_index=%d "
+                        "l1_entry=%" PRIx64 " refcount=%" PRIu64 "\n",
+                        repair ? "Repairing" : "ERROR", i, s->l1_table[i],
+                        refcount);
+            }
             if (repair) {
                 s->l1_table[i] ^= QCOW_OFLAG_COPIED;
                 ret = qcow2_write_l1_entry(bs, i);
@@ -598,9 +609,11 @@ static int check_oflag_copied(CheckState *cs)
             if ((refcount == 1) == !!(e & QCOW_OFLAG_COPIED)) {
                 continue;
             }
-            fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%" PRIx64
-                    " refcount=%" PRIu64 "\n", repair ? "Repairing" : "ERROR",
-                    e, refcount);
+            if (report) {
+                fprintf(stderr, "%s OFLAG_COPIED data cluster: l2_entry=%"
+                        PRIx64 " refcount=%" PRIu64 "\n",
+                        repair ? "Repairing" : "ERROR", e, refcount);
+            }
             if (repair) {
                 stq_be_p((uint64_t *)table + j, e ^ QCOW_OFLAG_COPIED);
                 qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
@@ -667,8 +680,9 @@ int qcow2_check_refcounts(BlockDriverState *bs, BdrvCheckResult *res,
             res->corruptions = 0;
         }
     }
-    check_oflag_copied(&cs);
-    if (fix && !bs->read_only) {
+    check_oflag_copied(&cs, true);
+    qcow2_dedup_check(bs, res, fix, fix & BDRV_CHECK_DEEP);
+    if ((fix & (BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)) && !bs->read_only) {
         ret = qcow2_flush_caches(bs);
         if (ret < 0) {
             res->check_errors++;
@@ -676,4 +690,19 @@ int qcow2_check_refcounts(BlockDriverState *bs, BdrvCheckResult *res,
     }
     g_free(cs.refs);
     return 0;
+}
+
+int qcow2_sync_copied_flags(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    BdrvCheckResult res = { 0 };
+    CheckState cs = {
+        .bs = bs,
+        .res = &res,
+        .max_clusters = reference_limit(bs, size_to_clusters(
+                                            s, bdrv_getlength(bs->file))),
+    };
+
+    check_oflag_copied(&cs, false);
+    return res.check_errors ? -EIO : 0;
 }

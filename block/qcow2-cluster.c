@@ -359,11 +359,12 @@ static bool wait_for_overlapping_allocs(BlockDriverState *bs, uint64_t offset,
     return false;
 }
 
-static bool cluster_writable_in_place(uint64_t l2_entry)
+static bool cluster_writable_in_place(BlockDriverState *bs, uint64_t l2_entry)
 {
     return (l2_entry & QCOW_OFLAG_COPIED) &&
            !(l2_entry & (QCOW_OFLAG_COMPRESSED | QCOW_OFLAG_ZERO)) &&
-           qcow2_l2_host_offset(l2_entry);
+           qcow2_l2_host_offset(l2_entry) &&
+           !qcow2_dedup_cluster_indexed(bs, qcow2_l2_host_offset(l2_entry));
 }
 
 int qcow2_alloc_host_offset(BlockDriverState *bs, uint64_t offset,
@@ -395,10 +396,10 @@ int qcow2_alloc_host_offset(BlockDriverState *bs, uint64_t offset,
     if (ret < 0) {
         goto out;
     }
-    if (cluster_writable_in_place(first)) {
+    if (cluster_writable_in_place(bs, first)) {
         for (n = 1; n < wanted; n++) {
             uint64_t e = l2_get(table, l2_index + n);
-            if (!cluster_writable_in_place(e) ||
+            if (!cluster_writable_in_place(bs, e) ||
                 qcow2_l2_host_offset(e) !=
                 qcow2_l2_host_offset(first) + (n << s->cluster_bits)) {
                 break;
@@ -407,7 +408,7 @@ int qcow2_alloc_host_offset(BlockDriverState *bs, uint64_t offset,
         *host_offset = qcow2_l2_host_offset(first) + in_cluster;
     } else {
         for (n = 1; n < wanted; n++) {
-            if (cluster_writable_in_place(l2_get(table, l2_index + n))) {
+            if (cluster_writable_in_place(bs, l2_get(table, l2_index + n))) {
                 break;
             }
         }
@@ -477,6 +478,28 @@ int qcow2_alloc_cluster_link_l2(BlockDriverState *bs, QCowL2Meta *m)
     return 0;
 }
 
+int qcow2_link_existing_cluster(BlockDriverState *bs, uint64_t guest_offset,
+                                uint64_t host_offset, bool copied)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int l2_index = offset_to_l2_index(s, guest_offset);
+    uint64_t old, new = host_offset | (copied ? QCOW_OFLAG_COPIED : 0);
+    void *table;
+    int ret;
+
+    ret = get_l2_table_for_write(bs, guest_offset, &table);
+    if (ret < 0) {
+        return ret;
+    }
+    old = l2_get(table, l2_index);
+    l2_set(table, l2_index, new);
+    qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
+    qcow2_cache_put(s->l2_table_cache, &table);
+    /* The new reference was counted by the caller; drop the old one. */
+    qcow2_free_any_cluster(bs, old);
+    return 0;
+}
+
 QCowL2Meta *qcow2_register_alloc(BlockDriverState *bs, uint64_t guest_offset,
                                  int nb_clusters, uint64_t alloc_offset)
 {
@@ -530,8 +553,7 @@ typedef uint64_t ClusterRewriteFn(BlockDriverState *bs, uint64_t old_entry,
 /* The entry of a cluster that must read as zeroes from now on. */
 static uint64_t zeroed_entry(BlockDriverState *bs, uint64_t old, bool unmap)
 {
-    (void)bs;
-    if (!unmap && cluster_writable_in_place(old)) {
+    if (!unmap && cluster_writable_in_place(bs, old)) {
         /* Keep the preallocated cluster, mark it as reading zeroes. */
         return old | QCOW_OFLAG_ZERO;
     }

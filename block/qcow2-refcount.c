@@ -471,6 +471,9 @@ static void cluster_became_free(BlockDriverState *bs, uint64_t cluster_index)
         start_of_cluster(s, s->free_byte_offset) == offset) {
         s->free_byte_offset = 0;
     }
+    /* The index must forget the content before the space can be reused. */
+    qcow2_dedup_cluster_freed(bs, cluster_index);
+
     qcow2_cache_discard(s->l2_table_cache, offset);
     qcow2_cache_discard(s->refcount_block_cache, offset);
     qcow2_metadata_remove(bs, offset, s->cluster_size);
@@ -505,6 +508,7 @@ int qcow2_update_cluster_refcount(BlockDriverState *bs, int64_t cluster_index,
         qcow2_cache_put(s->refcount_block_cache, &table);
         return addend < 0 ? -EINVAL : -ERANGE;
     }
+    qcow2_dedup_refcount_changed(bs, refcount, refcount + addend);
     refcount += addend;
     qcow2_refcount_entry_set(table, index, s->refcount_order, refcount);
     qcow2_cache_entry_mark_dirty(s->refcount_block_cache, table);

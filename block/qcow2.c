@@ -20,6 +20,7 @@
 #include "qemu/cutils.h"
 #include "qemu/units.h"
 #include "qcow2.h"
+#include "qcow2-dedup.h"
 
 typedef struct Qcow2Feature {
     uint8_t type;       /* 0 incompatible, 1 compatible, 2 autoclear */
@@ -43,6 +44,7 @@ static const Qcow2Feature qcow2_feature_names[] = {
     { QCOW2_FEAT_TYPE_COMPATIBLE, 0, "lazy refcounts" },
     { QCOW2_FEAT_TYPE_AUTOCLEAR, 0, "bitmaps" },
     { QCOW2_FEAT_TYPE_AUTOCLEAR, 1, "raw external data" },
+    { QCOW2_FEAT_TYPE_AUTOCLEAR, 32, "deduplication index" },
 };
 
 /* Runtime options QEMU users pass; the ones we don't act on are accepted. */
@@ -164,6 +166,12 @@ int qcow2_update_header(BlockDriverState *bs)
     }
     if (ret == 0 && s->qcow_version >= 3) {
         ret = put_feature_table(buf, buf_size, &pos);
+    }
+    if (ret == 0 && s->dedup) {
+        uint8_t ext[64];
+        size_t len = qcow2_dedup_serialize_ext(bs, ext);
+        ret = put_extension(buf, buf_size, &pos, QCOW2_EXT_MAGIC_DEDUP, ext,
+                            len);
     }
     for (GSList *l = s->unknown_header_ext; l && ret == 0; l = l->next) {
         Qcow2UnknownHeaderExtension *ext = l->data;
@@ -353,6 +361,11 @@ static int read_extensions(BlockDriverState *bs, const uint8_t *buf,
             s->nb_bitmaps = ldl_be_p(data);
             s->bitmap_directory_size = ldq_be_p(data + 8);
             s->bitmap_directory_offset = ldq_be_p(data + 16);
+            break;
+        case QCOW2_EXT_MAGIC_DEDUP:
+            g_free(s->dedup_ext);
+            s->dedup_ext = g_memdup2(data, len);
+            s->dedup_ext_len = len;
             break;
         case QCOW2_EXT_MAGIC_CRYPTO_HEADER:
         case QCOW2_EXT_MAGIC_DATA_FILE:
@@ -556,6 +569,33 @@ static int check_incompatible_features(BlockDriverState *bs, uint64_t incompat,
     return 0;
 }
 
+/*
+ * The dedup index was left by another program's write (or is unreadable):
+ * repair what that program may have left (COPIED flags after its copy on
+ * write, our index clusters now unreferenced) and start a new, empty index.
+ */
+static int reset_stale_dedup(BlockDriverState *bs, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2DedupOptions o = { 0 };
+    BdrvCheckResult res;
+    int ret;
+
+    warn_report("qcow2: the deduplication index was invalidated by another "
+                "program; starting a new one (run 'qemu-img amend -o "
+                "dedup=sha256' to index the existing data again)");
+    g_free(s->dedup_ext);
+    s->dedup_ext = NULL;
+    s->dedup_stale = false;
+    ret = qcow2_check_refcounts(bs, &res, BDRV_FIX_ERRORS | BDRV_FIX_LEAKS);
+    if (ret < 0 || res.corruptions || res.check_errors) {
+        error_setg(errp, "Could not repair the image after another program "
+                   "wrote it");
+        return ret < 0 ? ret : -EIO;
+    }
+    return qcow2_dedup_enable(bs, &o, errp);
+}
+
 /* Writable opens: repair a dirty image, clear autoclear bits we don't know. */
 static int open_for_writing(BlockDriverState *bs, int flags, Error **errp)
 {
@@ -588,6 +628,12 @@ static int open_for_writing(BlockDriverState *bs, int flags, Error **errp)
             return ret;
         }
     }
+    if (s->dedup_stale && !(flags & BDRV_O_CHECK)) {
+        ret = reset_stale_dedup(bs, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     if (s->autoclear_features & ~QCOW2_AUTOCLEAR_KNOWN) {
         s->autoclear_features &= QCOW2_AUTOCLEAR_KNOWN;
         ret = qcow2_update_header(bs);
@@ -596,7 +642,7 @@ static int open_for_writing(BlockDriverState *bs, int flags, Error **errp)
             return ret;
         }
     }
-    return 0;
+    return (flags & BDRV_O_CHECK) ? 0 : qcow2_dedup_start(bs, errp);
 }
 
 static bool take_lazy_refcounts_option(QDict *options, bool def, Error **errp)
@@ -611,6 +657,7 @@ static void qcow2_free_state(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
+    qcow2_dedup_free(bs);
     qcow2_cache_destroy(s->l2_table_cache);
     qcow2_cache_destroy(s->refcount_block_cache);
     s->l2_table_cache = s->refcount_block_cache = NULL;
@@ -761,6 +808,10 @@ static int qcow2_do_open(BlockDriverState *bs, QDict *options, int flags,
     }
     s->metadata_clusters = g_hash_table_new(g_direct_hash, g_direct_equal);
     qcow2_metadata_build(bs);
+    ret = qcow2_dedup_open(bs, flags, errp);
+    if (ret < 0) {
+        return ret;
+    }
 
     if (flags & BDRV_O_RDWR) {
         ret = open_for_writing(bs, flags, errp);
@@ -795,6 +846,9 @@ static int qcow2_write_back_all(BlockDriverState *bs)
     ret = qcow2_flush_caches(bs);
     if (ret == 0) {
         ret = qcow2_process_limbo(bs, true);
+    }
+    if (ret == 0) {
+        ret = qcow2_dedup_close(bs);
     }
     if (ret == 0) {
         ret = qcow2_flush_caches(bs);
@@ -949,7 +1003,7 @@ static int prepare_metadata_change(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
-    return s->use_lazy_refcounts ? qcow2_mark_dirty(bs) : 0;
+    return (s->use_lazy_refcounts || s->dedup) ? qcow2_mark_dirty(bs) : 0;
 }
 
 /*
@@ -997,14 +1051,13 @@ static int write_with_cow(BlockDriverState *bs, QCowL2Meta *m,
     return ret;
 }
 
-static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
-                         QEMUIOVector *qiov, BdrvRequestFlags flags)
+int qcow2_plain_pwritev(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                        QEMUIOVector *qiov)
 {
     BDRVQcow2State *s = bs->opaque;
     uint64_t done = 0;
 
-    (void)flags;
-    while (done < (uint64_t)bytes) {
+    while (done < bytes) {
         uint64_t cur = bytes - done, host, seq;
         QCowL2Meta *m = NULL;
         QEMUIOVector slice;
@@ -1132,7 +1185,7 @@ static int compress_one_cluster(BlockDriverState *bs, uint64_t offset,
         QEMUIOVector slice;
         int ret;
         qemu_iovec_init_slice(&slice, qiov, qiov_offset, bytes);
-        ret = qcow2_pwritev(bs, offset, bytes, &slice, 0);
+        ret = qcow2_plain_pwritev(bs, offset, bytes, &slice);
         qemu_iovec_destroy(&slice);
         return ret;
     }
@@ -1157,6 +1210,15 @@ static int qcow2_pwrite_compressed(BlockDriverState *bs, int64_t offset,
                                    qiov, done);
     }
     return ret;
+}
+
+static int qcow2_pwritev(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         QEMUIOVector *qiov, BdrvRequestFlags flags)
+{
+    if (qcow2_dedup_active(bs) && !(flags & BDRV_REQ_NO_DEDUP)) {
+        return qcow2_dedup_pwritev(bs, offset, bytes, qiov);
+    }
+    return qcow2_plain_pwritev(bs, offset, bytes, qiov);
 }
 
 /* True if every byte of the clusters around [offset, +bytes) reads as zero. */
@@ -1187,7 +1249,7 @@ static int write_zero_buffer(BlockDriverState *bs, uint64_t offset,
     }
     memset(buf, 0, bytes);
     qemu_iovec_init_buf(&qiov, buf, bytes);
-    ret = qcow2_pwritev(bs, offset, bytes, &qiov, 0);
+    ret = qcow2_plain_pwritev(bs, offset, bytes, &qiov);
     qemu_vfree(buf);
     return ret;
 }
@@ -1326,6 +1388,9 @@ static int qcow2_flush_to_os(BlockDriverState *bs)
     if (ret == 0) {
         ret = qcow2_write_caches(bs);
     }
+    if (ret == 0) {
+        ret = qcow2_dedup_flush(bs);
+    }
     g_mutex_unlock(&s->lock);
     return ret;
 }
@@ -1417,6 +1482,25 @@ static void qcow2_get_specific_info(BlockDriverState *bs, JsonBuilder *b)
         json_builder_set_member_name(b, "extended-l2");
         json_builder_add_boolean_value(b, false);
     }
+    if (s->dedup || s->dedup_stale) {
+        json_builder_set_member_name(b, "dedup");
+        json_builder_begin_object(b);
+        g_mutex_lock(&s->lock);
+        qcow2_dedup_query(bs, b);
+        g_mutex_unlock(&s->lock);
+        json_builder_end_object(b);
+    }
+}
+
+static bool qcow2_bdrv_dedup_query(BlockDriverState *bs, JsonBuilder *b)
+{
+    BDRVQcow2State *s = bs->opaque;
+    bool ret;
+
+    g_mutex_lock(&s->lock);
+    ret = qcow2_dedup_query(bs, b);
+    g_mutex_unlock(&s->lock);
+    return ret;
 }
 
 static int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
@@ -1427,7 +1511,8 @@ static int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
 
     g_mutex_lock(&s->lock);
     ret = qcow2_check_refcounts(bs, res, fix);
-    if (ret == 0 && fix && !bs->read_only && !res->corruptions &&
+    if (ret == 0 && (fix & (BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)) &&
+        !bs->read_only && !res->corruptions &&
         !res->check_errors) {
         if (s->incompatible_features & QCOW2_INCOMPAT_CORRUPT) {
             s->incompatible_features &= ~QCOW2_INCOMPAT_CORRUPT;
@@ -1647,6 +1732,8 @@ typedef struct Qcow2CreateOptions {
     PreallocMode prealloc;
     const char *backing_file;
     const char *backing_fmt;
+    bool dedup;
+    Qcow2DedupOptions dedup_opts;
 } Qcow2CreateOptions;
 
 static int parse_compat(const char *compat, int *version, bool amend,
@@ -1683,6 +1770,39 @@ static int parse_refcount_bits(uint64_t bits, int version, int *order,
         return -EINVAL;
     }
     *order = __builtin_ctzll(bits);
+    return 0;
+}
+
+static int parse_dedup_options(QDict *opts, int version, bool *enable,
+                               Qcow2DedupOptions *o, Error **errp)
+{
+    const char *algo = qemu_opt_get(opts, "dedup");
+
+    *enable = false;
+    memset(o, 0, sizeof(*o));
+    if (algo && strcmp(algo, "off") && strcmp(algo, "sha256")) {
+        error_setg(errp, "Unsupported dedup algorithm '%s' (use sha256 or "
+                   "off)", algo);
+        return -EINVAL;
+    }
+    *enable = algo && !strcmp(algo, "sha256");
+    if (*enable && version < 3) {
+        error_setg(errp, "Deduplication requires compat=1.1 or later");
+        return -EINVAL;
+    }
+    o->verify = qemu_opt_get_bool(opts, "dedup_verify", false);
+    o->log_entries = qemu_opt_get_number(opts, "dedup_log_entries", 0);
+    o->max_incarnations = qemu_opt_get_number(opts, "dedup_max_incarnations",
+                                              0);
+    if (o->max_incarnations > 65535) {
+        error_setg(errp, "dedup_max_incarnations may not exceed 65535");
+        return -EINVAL;
+    }
+    if (o->log_entries > ((uint64_t)QCOW2_DEDUP_BUCKET_SLOTS << 24)) {
+        error_setg(errp, "dedup_log_entries may not exceed %u",
+                   QCOW2_DEDUP_BUCKET_SLOTS << 24);
+        return -EINVAL;
+    }
     return 0;
 }
 
@@ -1781,6 +1901,11 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
         QCOW_MAX_BACKING_FILE_SIZE) {
         error_setg(errp, "Backing file name too long");
         return -EINVAL;
+    }
+    ret = parse_dedup_options(opts, o->version, &o->dedup, &o->dedup_opts,
+                              errp);
+    if (ret < 0) {
+        return ret;
     }
     if (o->backing_file && o->prealloc != PREALLOC_MODE_OFF) {
         error_setg(errp, "Backing file and preallocation can only be used at "
@@ -1883,6 +2008,12 @@ static int qcow2_create(BlockDriverState *file, QDict *opts, Error **errp)
         return -EIO;
     }
     ret = bdrv_truncate(bs, o.size, true, o.prealloc, errp);
+    if (ret == 0 && o.dedup) {
+        BDRVQcow2State *s = bs->opaque;
+        g_mutex_lock(&s->lock);
+        ret = qcow2_dedup_enable(bs, &o.dedup_opts, errp);
+        g_mutex_unlock(&s->lock);
+    }
     bdrv_unref(bs);
     return ret;
 }
@@ -1977,6 +2108,90 @@ static int amend_compat(BlockDriverState *bs, int version,
     return 0;
 }
 
+static int amend_lazy_refcounts(BlockDriverState *bs, bool lazy, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int ret = 0;
+
+    if (lazy && s->qcow_version < 3) {
+        error_setg(errp, "Lazy refcounts only supported with compatibility "
+                   "level 1.1 and above (use compat=1.1 or greater)");
+        return -EINVAL;
+    }
+    if (lazy) {
+        s->compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
+    } else {
+        ret = qcow2_write_back_all(bs);
+        s->compatible_features &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
+    }
+    s->use_lazy_refcounts = (s->compatible_features &
+                             QCOW2_COMPAT_LAZY_REFCOUNTS) || s->dedup;
+    return ret;
+}
+
+static int amend_dedup(BlockDriverState *bs, QDict *opts,
+                       BlockDriverAmendStatusCB *cb, void *opaque,
+                       Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    Qcow2DedupOptions o;
+    bool enable;
+    int ret;
+
+    ret = parse_dedup_options(opts, s->qcow_version, &enable, &o, errp);
+    if (ret < 0) {
+        return ret;
+    }
+    if (!qdict_haskey(opts, "dedup")) {
+        enable = s->dedup != NULL;
+    }
+    if (!enable) {
+        return qcow2_dedup_disable(bs, errp);
+    }
+    if (!s->dedup) {
+        ret = qcow2_dedup_enable(bs, &o, errp);
+        if (ret < 0) {
+            return ret;
+        }
+        ret = qcow2_mark_dirty(bs);
+        if (ret == 0) {
+            /* Offline deduplication of what the image already holds. */
+            ret = qcow2_dedup_index_existing(bs, true, cb, opaque);
+        }
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not index the existing data");
+            return ret;
+        }
+    }
+    return 0;
+}
+
+static const char *const qcow2_amendable[] = {
+    "compat", "lazy_refcounts", "size", "backing_file", "backing_fmt",
+    "dedup", "dedup_verify", "dedup_log_entries", "dedup_max_incarnations",
+    NULL
+};
+
+static bool amendable(const char *key)
+{
+    for (int i = 0; qcow2_amendable[i]; i++) {
+        if (!strcmp(key, qcow2_amendable[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool has_dedup_option(QDict *opts)
+{
+    for (size_t i = 0; i < qdict_size(opts); i++) {
+        if (g_str_has_prefix(qdict_key_at(opts, i), "dedup")) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static int qcow2_amend_options(BlockDriverState *bs, QDict *opts,
                                BlockDriverAmendStatusCB *cb, void *opaque,
                                bool force, Error **errp)
@@ -1988,11 +2203,9 @@ static int qcow2_amend_options(BlockDriverState *bs, QDict *opts,
 
     (void)force;
     for (size_t i = 0; i < qdict_size(opts); i++) {
-        const char *key = qdict_key_at(opts, i);
-        if (strcmp(key, "compat") && strcmp(key, "lazy_refcounts") &&
-            strcmp(key, "size") && strcmp(key, "backing_file") &&
-            strcmp(key, "backing_fmt")) {
-            error_setg(errp, "Changing option '%s' is not supported", key);
+        if (!amendable(qdict_key_at(opts, i))) {
+            error_setg(errp, "Changing option '%s' is not supported",
+                       qdict_key_at(opts, i));
             return -ENOTSUP;
         }
     }
@@ -2011,20 +2224,11 @@ static int qcow2_amend_options(BlockDriverState *bs, QDict *opts,
     }
     ret = amend_compat(bs, version, cb, opaque, errp);
     if (ret == 0 && qdict_haskey(opts, "lazy_refcounts")) {
-        bool lazy = qemu_opt_get_bool(opts, "lazy_refcounts", false);
-        if (lazy && s->qcow_version < 3) {
-            error_setg(errp, "Lazy refcounts only supported with "
-                       "compatibility level 1.1 and above (use compat=1.1 "
-                       "or greater)");
-            ret = -EINVAL;
-        } else if (lazy) {
-            s->compatible_features |= QCOW2_COMPAT_LAZY_REFCOUNTS;
-        } else {
-            ret = qcow2_write_back_all(bs);
-            s->compatible_features &= ~QCOW2_COMPAT_LAZY_REFCOUNTS;
-        }
-        s->use_lazy_refcounts = s->compatible_features &
-                                QCOW2_COMPAT_LAZY_REFCOUNTS;
+        ret = amend_lazy_refcounts(bs, qemu_opt_get_bool(opts, "lazy_refcounts",
+                                                         false), errp);
+    }
+    if (ret == 0 && has_dedup_option(opts)) {
+        ret = amend_dedup(bs, opts, cb, opaque, errp);
     }
     if (ret == 0 && qdict_haskey(opts, "backing_file")) {
         g_strlcpy(bs->backing_file, qemu_opt_get(opts, "backing_file"),
@@ -2100,6 +2304,17 @@ static const QemuOptDesc qcow2_create_opts[] = {
     { "lazy_refcounts", QEMU_OPT_BOOL, "Postpone refcount updates", "off" },
     { "refcount_bits", QEMU_OPT_NUMBER,
       "Width of a reference count entry in bits", "16" },
+    { "dedup", QEMU_OPT_STRING,
+      "Deduplicate identical clusters by content hash (off, sha256)", "off" },
+    { "dedup_verify", QEMU_OPT_BOOL,
+      "Read back and compare every deduplication hit before using it",
+      "off" },
+    { "dedup_log_entries", QEMU_OPT_NUMBER,
+      "Entries of the in-memory dedup log store (default: from the image "
+      "size)", NULL },
+    { "dedup_max_incarnations", QEMU_OPT_NUMBER,
+      "Frozen dedup index tables kept before the oldest is dropped "
+      "(default: from the image size)", NULL },
     { NULL },
 };
 
@@ -2110,6 +2325,17 @@ static const QemuOptDesc qcow2_amend_opts[] = {
       "Compatibility level (v2 [0.10] or v3 [1.1])", NULL },
     { "lazy_refcounts", QEMU_OPT_BOOL, "Postpone refcount updates", NULL },
     { "size", QEMU_OPT_SIZE, "Virtual disk size", NULL },
+    { "dedup", QEMU_OPT_STRING,
+      "Deduplicate identical clusters by content hash (off, sha256)", "off" },
+    { "dedup_verify", QEMU_OPT_BOOL,
+      "Read back and compare every deduplication hit before using it",
+      "off" },
+    { "dedup_log_entries", QEMU_OPT_NUMBER,
+      "Entries of the in-memory dedup log store (default: from the image "
+      "size)", NULL },
+    { "dedup_max_incarnations", QEMU_OPT_NUMBER,
+      "Frozen dedup index tables kept before the oldest is dropped "
+      "(default: from the image size)", NULL },
     { NULL },
 };
 
@@ -2138,4 +2364,6 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_get_specific_info = qcow2_get_specific_info,
     .bdrv_amend_options = qcow2_amend_options,
     .bdrv_change_backing_file = qcow2_change_backing_file,
+    .bdrv_dedup_set_paused = qcow2_dedup_set_paused,
+    .bdrv_dedup_query = qcow2_bdrv_dedup_query,
 };

@@ -56,6 +56,7 @@
 #define QCOW2_EXT_MAGIC_BITMAPS 0x23852875U
 #define QCOW2_EXT_MAGIC_CRYPTO_HEADER 0x0537be77U
 #define QCOW2_EXT_MAGIC_DATA_FILE 0x44415441U
+#define QCOW2_EXT_MAGIC_DEDUP 0x64656475U   /* "dedu", ours */
 
 /* Feature bits */
 #define QCOW2_INCOMPAT_DIRTY (UINT64_C(1) << 0)
@@ -70,8 +71,10 @@
 
 #define QCOW2_AUTOCLEAR_BITMAPS (UINT64_C(1) << 0)
 #define QCOW2_AUTOCLEAR_DATA_FILE_RAW (UINT64_C(1) << 1)
+/* Ours: the deduplication index in extension "dedu" is valid. */
+#define QCOW2_AUTOCLEAR_DEDUP (UINT64_C(1) << 32)
 /* Autoclear bits this driver knows and keeps across a read-write open. */
-#define QCOW2_AUTOCLEAR_KNOWN UINT64_C(0)
+#define QCOW2_AUTOCLEAR_KNOWN QCOW2_AUTOCLEAR_DEDUP
 
 #define QCOW2_COMPRESSION_TYPE_ZLIB 0
 #define QCOW2_COMPRESSION_TYPE_ZSTD 1
@@ -162,6 +165,7 @@ typedef struct QCowL2Meta {
 } QCowL2Meta;
 
 typedef struct Qcow2Cache Qcow2Cache;
+typedef struct Qcow2Dedup Qcow2Dedup;
 
 typedef struct BDRVQcow2State {
     GMutex lock;
@@ -230,8 +234,13 @@ typedef struct BDRVQcow2State {
     /* Host clusters holding metadata, for the overlap check. */
     GHashTable *metadata_clusters;
 
-    /* Decompressed-cluster buffer for compressed reads. */
-    uint8_t *cluster_data;
+    /* Deduplication (qcow2-dedup.c); NULL when the image has none. */
+    Qcow2Dedup *dedup;
+    /* The raw dedup extension as read at open, until qcow2-dedup parses it. */
+    uint8_t *dedup_ext;
+    uint32_t dedup_ext_len;
+    /* The extension is there but must not be trusted (see qcow2-dedup.c). */
+    bool dedup_stale;
 } BDRVQcow2State;
 
 typedef struct Qcow2LimboEntry {
@@ -274,12 +283,6 @@ static inline int offset_to_l1_index(BDRVQcow2State *s, uint64_t offset)
 static inline int offset_to_l2_index(BDRVQcow2State *s, uint64_t offset)
 {
     return (offset >> s->cluster_bits) & (s->l2_size - 1);
-}
-
-static inline bool has_data_file(BDRVQcow2State *s)
-{
-    (void)s;
-    return false;
 }
 
 /* Type of an L2 entry; compressed entries are recognised first. */
@@ -377,6 +380,12 @@ QCowL2Meta *qcow2_register_alloc(BlockDriverState *bs, uint64_t guest_offset,
                                  int nb_clusters, uint64_t alloc_offset);
 void qcow2_wait_for_allocs(BlockDriverState *bs, uint64_t offset,
                            uint64_t bytes);
+/*
+ * Point the L2 entry of guest_offset at host_offset, whose new reference
+ * the caller already counted; the old mapping is released.
+ */
+int qcow2_link_existing_cluster(BlockDriverState *bs, uint64_t guest_offset,
+                                uint64_t host_offset, bool copied);
 /* Zero or discard whole clusters in [offset, offset + bytes). */
 int qcow2_cluster_zeroize(BlockDriverState *bs, uint64_t offset,
                           uint64_t bytes, bool unmap);
@@ -411,6 +420,56 @@ int qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
 /* Drop every clean entry (after a repair rewrote tables underneath). */
 int qcow2_cache_empty(BlockDriverState *bs, Qcow2Cache *c);
+
+/* qcow2-check.c */
+/* Set COPIED in the active tables exactly where the refcount is 1. */
+int qcow2_sync_copied_flags(BlockDriverState *bs);
+
+/* qcow2-dedup.c */
+typedef struct Qcow2DedupOptions {
+    bool verify;
+    uint64_t log_entries;           /* 0: derived from the image size */
+    uint32_t max_incarnations;      /* 0: derived from the image size */
+} Qcow2DedupOptions;
+
+/* Open: parse the extension (before any repair, which must count it). */
+int qcow2_dedup_open(BlockDriverState *bs, int flags, Error **errp);
+/* Writable open, after repair: replay the journal, load filters. */
+int qcow2_dedup_start(BlockDriverState *bs, Error **errp);
+void qcow2_dedup_free(BlockDriverState *bs);
+int qcow2_dedup_enable(BlockDriverState *bs, const Qcow2DedupOptions *o,
+                       Error **errp);
+int qcow2_dedup_disable(BlockDriverState *bs, Error **errp);
+size_t qcow2_dedup_serialize_ext(BlockDriverState *bs, uint8_t *buf);
+/* Writes go through the index (enabled, writable, not paused). */
+bool qcow2_dedup_active(BlockDriverState *bs);
+int qcow2_dedup_pwritev(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                        QEMUIOVector *qiov);
+/* The host cluster is named by the index: never write it in place. */
+bool qcow2_dedup_cluster_indexed(BlockDriverState *bs, uint64_t host_offset);
+/* Refcount hooks (qcow2-refcount.c). */
+void qcow2_dedup_cluster_freed(BlockDriverState *bs, uint64_t cluster_index);
+void qcow2_dedup_refcount_changed(BlockDriverState *bs, uint64_t old_refcount,
+                                  uint64_t new_refcount);
+void qcow2_dedup_cluster_unindex(BlockDriverState *bs, uint64_t cluster);
+/* In every flush, after the limbo; flushes the file itself. */
+int qcow2_dedup_flush(BlockDriverState *bs);
+/* Before the image is marked clean. */
+int qcow2_dedup_close(BlockDriverState *bs);
+int qcow2_dedup_count_refs(BlockDriverState *bs,
+                           int (*inc)(void *opaque, uint64_t offset,
+                                      uint64_t size),
+                           void *opaque);
+int qcow2_dedup_check(BlockDriverState *bs, BdrvCheckResult *res,
+                      BdrvCheckMode fix, bool deep);
+bool qcow2_dedup_query(BlockDriverState *bs, JsonBuilder *b);
+int qcow2_dedup_set_paused(BlockDriverState *bs, bool paused, Error **errp);
+int qcow2_dedup_index_existing(BlockDriverState *bs, bool merge,
+                               BlockDriverAmendStatusCB *cb, void *opaque);
+
+/* qcow2.c: a write that bypasses the index. */
+int qcow2_plain_pwritev(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
+                        QEMUIOVector *qiov);
 
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(BlockDriverState *bs, Error **errp);

@@ -67,6 +67,7 @@ int prealloc_mode_parse(const char *name);
 typedef enum BdrvCheckMode {
     BDRV_FIX_LEAKS  = 1,
     BDRV_FIX_ERRORS = 2,
+    BDRV_CHECK_DEEP = 4,    /* also re-read data the format can verify */
 } BdrvCheckMode;
 
 typedef struct BlockFragInfo {
