@@ -457,7 +457,7 @@ int qcow2_alloc_cluster_link_l2(BlockDriverState *bs, QCowL2Meta *m)
     void *table;
     int ret;
 
-    ret = get_l2_table(bs, m->guest_offset, &table);
+    ret = get_l2_table_for_write(bs, m->guest_offset, &table);
     if (ret < 0 || !table) {
         qcow2_alloc_cluster_abort(bs, m);
         return ret < 0 ? ret : -EIO;

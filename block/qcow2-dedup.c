@@ -679,7 +679,12 @@ static int replay_record(const Qcow2JournalRecord *r, void *opaque)
     return rmap_set(bs, r->cluster, qcow2_dedup_loc_pack(&loc));
 }
 
-/* Rewrite the journal as the log store's current content (new generation). */
+/*
+ * Rewrite the journal as the log store's current content, in a new
+ * generation.  The directory names the generation before any record of it
+ * is written, so records of an interrupted attempt can never be taken for
+ * those of a later one.
+ */
 static int journal_compact(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
@@ -689,21 +694,29 @@ static int journal_compact(BlockDriverState *bs)
     int ret;
 
     d->journal_generation++;
-    ret = qcow2_journal_reset(d->journal, d->journal_generation);
-    for (uint64_t i = 0; i < nslots && ret == 0; i++) {
-        if (slots[i].cluster) {
-            uint64_t record;
-            Qcow2IndexLocation loc;
-            ret = rmap_get(bs, slots[i].cluster, &record);
-            qcow2_dedup_loc_unpack(record, &loc);
-            if (ret == 0) {
-                ret = qcow2_journal_append_insert(d->journal, &slots[i].hash,
-                                                  slots[i].cluster, &loc);
-            }
-        }
+    ret = qcow2_cache_write(bs, d->rmap_cache);
+    if (ret == 0) {
+        ret = write_directory(bs);
     }
     if (ret == 0) {
-        ret = qcow2_cache_write(bs, d->rmap_cache);
+        ret = bdrv_flush(bs->file);
+    }
+    if (ret == 0) {
+        ret = qcow2_journal_reset(d->journal, d->journal_generation);
+    }
+    for (uint64_t i = 0; i < nslots && ret == 0; i++) {
+        uint64_t record;
+        Qcow2IndexLocation loc;
+
+        if (!slots[i].cluster) {
+            continue;
+        }
+        ret = rmap_get(bs, slots[i].cluster, &record);
+        qcow2_dedup_loc_unpack(record, &loc);
+        if (ret == 0) {
+            ret = qcow2_journal_append_insert(d->journal, &slots[i].hash,
+                                              slots[i].cluster, &loc);
+        }
     }
     if (ret == 0) {
         ret = qcow2_journal_write(d->journal);
@@ -713,9 +726,6 @@ static int journal_compact(BlockDriverState *bs)
     }
     if (ret == 0) {
         ret = qcow2_journal_commit_all(d->journal);
-    }
-    if (ret == 0) {
-        ret = write_directory(bs);
     }
     return ret < 0 ? ret : bdrv_flush(bs->file);
 }
@@ -875,9 +885,14 @@ static int index_insert(BlockDriverState *bs, const Qcow2DedupHash *h,
                         uint64_t cluster)
 {
     Qcow2Dedup *d = ((BDRVQcow2State *)bs->opaque)->dedup;
+    uint64_t older = qcow2_log_store_lookup(d->ls, h);
     Qcow2IndexLocation loc;
     int ret;
 
+    if (older) {
+        /* A saturated copy: the new one takes its place in the index. */
+        qcow2_dedup_cluster_unindex(bs, older);
+    }
     if (qcow2_journal_nearly_full(d->journal, JOURNAL_RESERVE)) {
         ret = dedup_freeze(bs);
         if (ret < 0) {
@@ -951,8 +966,10 @@ bool qcow2_dedup_active(BlockDriverState *bs)
 {
     BDRVQcow2State *s = bs->opaque;
 
+    /* With 1-bit refcounts no cluster can ever be shared. */
     return s->dedup && s->dedup->writable &&
-           !(s->dedup->flags & DEDUP_FLAG_PAUSED);
+           !(s->dedup->flags & DEDUP_FLAG_PAUSED) &&
+           dedup_refcount_limit(s) > 1;
 }
 
 /* Write path */
@@ -972,6 +989,7 @@ typedef struct DedupCluster {
     DedupKind kind;
     uint64_t host;          /* MISS: allocated; DUP/VERIFY: target */
     int dup_of;             /* DUP: index of the miss */
+    int dups;               /* MISS: DUPs pointing at it so far */
     QCowL2Meta *meta;
     uint64_t replace;       /* MISS: cluster index whose entry it replaces */
 } DedupCluster;
@@ -1038,10 +1056,13 @@ static int classify_cluster(DedupBatch *b, int i)
         return qcow2_cluster_zeroize(bs, c->guest, s->cluster_size, true);
     }
     dup = g_hash_table_lookup(b->misses, &c->hash);
-    if (dup) {
+    /* A new cluster starts at refcount 1; each duplicate adds one. */
+    if (dup && 1 + b->c[GPOINTER_TO_INT(dup) - 1].dups <
+               (int64_t)dedup_refcount_limit(s)) {
         c->kind = DC_DUP;
         c->dup_of = GPOINTER_TO_INT(dup) - 1;
         c->host = b->c[c->dup_of].host;
+        b->c[c->dup_of].dups++;
         c->meta = qcow2_register_alloc(bs, c->guest, 1, c->host);
         return 0;
     }
@@ -1375,7 +1396,7 @@ static void default_geometry(BDRVQcow2State *s, const Qcow2DedupOptions *o,
                            : MIN(MAX(capacity / 32, 16384), 1048576);
     int bits = 0;
 
-    while ((QCOW2_DEDUP_BUCKET_SLOTS << bits) < log_entries &&
+    while (((uint64_t)QCOW2_DEDUP_BUCKET_SLOTS << bits) < log_entries &&
            bits < QCOW2_DEDUP_MAX_BUCKET_BITS) {
         bits++;
     }

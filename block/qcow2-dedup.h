@@ -240,7 +240,7 @@ typedef struct Qcow2JournalRecord {
 } Qcow2JournalRecord;
 
 /*
- * The journal occupies nb_clusters contiguous clusters at offset of file.
+ * The journal occupies size bytes at offset (512-aligned) of file.
  * generation: the current generation from the directory; records of other
  * generations are ignored.
  */
@@ -251,9 +251,12 @@ uint64_t qcow2_journal_generation(const Qcow2Journal *j);
 
 /*
  * Replay: call fn for every trusted INSERT/REMOVE record (those followed by
- * a COMMIT covering them), in order.  Afterwards appends continue after the
- * last valid record.  Corrupt or torn records end the replay (what follows
- * is untrusted); a bad checksum is not an error.
+ * a COMMIT covering them), in order.  Appends then continue after the last
+ * valid COMMIT; the untrusted rest of the journal is zeroed (not flushed,
+ * skipped on a read-only file), so the caller flushes before the next
+ * write().  A non-zero return of fn stops replay and is returned.  Only
+ * allowed before any append (-EBUSY).  Corrupt or torn records end the
+ * replay; a bad checksum is not an error.
  */
 int qcow2_journal_replay(Qcow2Journal *j,
                          int (*fn)(const Qcow2JournalRecord *r, void *opaque),
@@ -278,9 +281,10 @@ unsigned qcow2_journal_fill_permille(const Qcow2Journal *j);
  * rewritten.
  */
 int qcow2_journal_write(Qcow2Journal *j);
-/* Write a COMMIT for everything written so far (clean close). */
+/* Write a COMMIT for everything written so far (clean close); -EBUSY if
+ * records are queued (call write() first). */
 int qcow2_journal_commit_all(Qcow2Journal *j);
-/* Start over empty with a new generation (after a freeze). */
+/* Start over empty with a new generation (-EINVAL unless it grows). */
 int qcow2_journal_reset(Qcow2Journal *j, uint64_t new_generation);
 
 /* ---- Glue (qcow2-dedup.c), called from the qcow2 driver ------------- */
