@@ -539,6 +539,35 @@ fail:
     return NULL;
 }
 
+BlockDriverState *bdrv_open_format_on(BlockDriverState *file,
+                                      BlockDriver *drv, QDict *options,
+                                      int flags, Error **errp)
+{
+    BlockDriverState *bs = bdrv_new();
+
+    if (!options) {
+        options = qdict_new();
+    }
+    bdrv_ref(file);
+    bs->file = file;
+    g_strlcpy(bs->filename, file->filename, sizeof(bs->filename));
+    if (bdrv_open_driver(bs, drv, options, flags, errp) < 0) {
+        qdict_unref(options);
+        bdrv_unref(bs->file);
+        bdrv_free(bs);
+        return NULL;
+    }
+    if (qdict_size(options)) {
+        error_setg(errp, "Block format '%s' does not support the option '%s'",
+                   drv->format_name, qdict_key_at(options, 0));
+        qdict_unref(options);
+        bdrv_unref(bs);
+        return NULL;
+    }
+    qdict_unref(options);
+    return bs;
+}
+
 BlockDriverState *bdrv_open(const char *filename, QDict *options, int flags,
                             Error **errp)
 {

@@ -114,10 +114,22 @@ static int put_extension(uint8_t *buf, size_t buf_size, size_t *pos,
     return 0;
 }
 
-static int put_feature_table(uint8_t *buf, size_t buf_size, size_t *pos)
+/*
+ * The feature name table only improves error messages, so it goes in only
+ * if reserve bytes (what must follow it) still fit; the dedup entry only
+ * when the image has deduplication (512-byte clusters have little room).
+ */
+static int put_feature_table(uint8_t *buf, size_t buf_size, size_t *pos,
+                             bool with_dedup, size_t reserve)
 {
+    size_t len = sizeof(qcow2_feature_names) -
+                 (with_dedup ? 0 : sizeof(qcow2_feature_names[0]));
+
+    if (*pos + 8 + len + reserve > buf_size) {
+        return 0;
+    }
     return put_extension(buf, buf_size, pos, QCOW2_EXT_MAGIC_FEATURE_TABLE,
-                         qcow2_feature_names, sizeof(qcow2_feature_names));
+                         qcow2_feature_names, len);
 }
 
 /* Serialise the whole of cluster 0 from the in-memory state and write it. */
@@ -165,7 +177,13 @@ int qcow2_update_header(BlockDriverState *bs)
                             bs->backing_format, strlen(bs->backing_format));
     }
     if (ret == 0 && s->qcow_version >= 3) {
-        ret = put_feature_table(buf, buf_size, &pos);
+        size_t reserve = 8 + backing_len + (s->dedup ? 8 + 64 : 0);
+        for (GSList *l = s->unknown_header_ext; l; l = l->next) {
+            reserve += 8 + ROUND_UP(((Qcow2UnknownHeaderExtension *)
+                                     l->data)->len, 8);
+        }
+        ret = put_feature_table(buf, buf_size, &pos, s->dedup != NULL,
+                                reserve);
     }
     if (ret == 0 && s->dedup) {
         uint8_t ext[64];
@@ -1957,7 +1975,10 @@ static int write_initial_layout(BlockDriverState *file,
             return ret;
         }
     }
-    if (o->version >= 3 && (ret = put_feature_table(buf, cs, &pos)) < 0) {
+    if (o->version >= 3 &&
+        (ret = put_feature_table(buf, cs, &pos, false,
+                                 8 + (o->backing_file ?
+                                      strlen(o->backing_file) : 0))) < 0) {
         return ret;
     }
     if ((ret = put_extension(buf, cs, &pos, QCOW2_EXT_MAGIC_END, NULL, 0)) < 0) {
@@ -1998,12 +2019,9 @@ static int qcow2_create(BlockDriverState *file, QDict *opts, Error **errp)
     }
     /* Grow to the requested size through the driver's own allocator. */
     open_opts = qdict_new();
-    qdict_put_str(open_opts, "driver", "qcow2");
-    qdict_put_str(open_opts, "file.driver", "file");
-    qdict_put_str(open_opts, "file.filename", bdrv_get_filename(file));
     qdict_put_bool(open_opts, "lazy-refcounts", false);
-    bs = bdrv_open(bdrv_get_filename(file), open_opts,
-                   BDRV_O_RDWR | BDRV_O_NO_BACKING, errp);
+    bs = bdrv_open_format_on(file, &bdrv_qcow2, open_opts,
+                             BDRV_O_RDWR | BDRV_O_NO_BACKING, errp);
     if (!bs) {
         return -EIO;
     }
@@ -2305,10 +2323,9 @@ static const QemuOptDesc qcow2_create_opts[] = {
     { "refcount_bits", QEMU_OPT_NUMBER,
       "Width of a reference count entry in bits", "16" },
     { "dedup", QEMU_OPT_STRING,
-      "Deduplicate identical clusters by content hash (off, sha256)", "off" },
+      "Deduplicate identical clusters by content hash (off, sha256)", NULL },
     { "dedup_verify", QEMU_OPT_BOOL,
-      "Read back and compare every deduplication hit before using it",
-      "off" },
+      "Read back and compare every deduplication hit before using it", NULL },
     { "dedup_log_entries", QEMU_OPT_NUMBER,
       "Entries of the in-memory dedup log store (default: from the image "
       "size)", NULL },
@@ -2326,10 +2343,9 @@ static const QemuOptDesc qcow2_amend_opts[] = {
     { "lazy_refcounts", QEMU_OPT_BOOL, "Postpone refcount updates", NULL },
     { "size", QEMU_OPT_SIZE, "Virtual disk size", NULL },
     { "dedup", QEMU_OPT_STRING,
-      "Deduplicate identical clusters by content hash (off, sha256)", "off" },
+      "Deduplicate identical clusters by content hash (off, sha256)", NULL },
     { "dedup_verify", QEMU_OPT_BOOL,
-      "Read back and compare every deduplication hit before using it",
-      "off" },
+      "Read back and compare every deduplication hit before using it", NULL },
     { "dedup_log_entries", QEMU_OPT_NUMBER,
       "Entries of the in-memory dedup log store (default: from the image "
       "size)", NULL },

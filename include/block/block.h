@@ -128,6 +128,10 @@ QemuOptDesc *bdrv_create_opts_with_protocol(const BlockDriver *drv);
  */
 BlockDriverState *bdrv_open(const char *filename, QDict *options, int flags,
                             Error **errp);
+/* Open a format driver on an already open node (used while creating). */
+BlockDriverState *bdrv_open_format_on(BlockDriverState *file,
+                                      BlockDriver *drv, QDict *options,
+                                      int flags, Error **errp);
 void bdrv_ref(BlockDriverState *bs);
 void bdrv_unref(BlockDriverState *bs);
 
