@@ -576,11 +576,16 @@ static int bdrv_refine_zero(int ret, int64_t *pnum, int64_t map,
     int64_t file_pnum;
     int file_ret;
 
-    if (!(ret & BDRV_BLOCK_OFFSET_VALID) || (ret & BDRV_BLOCK_ZERO) ||
-        !file || file == bs) {
-        return ret;
+    if (!(ret & BDRV_BLOCK_RECURSE) || !(ret & BDRV_BLOCK_OFFSET_VALID) ||
+        (ret & BDRV_BLOCK_ZERO) || !file || file == bs) {
+        return ret & ~BDRV_BLOCK_RECURSE;
     }
+    ret &= ~BDRV_BLOCK_RECURSE;
     file_ret = bdrv_block_status(file, map, *pnum, &file_pnum, NULL, NULL);
+    if (file_ret >= 0 && file_pnum == 0 && (file_ret & BDRV_BLOCK_EOF)) {
+        /* Mapped past the end of the file: reads as zeroes. */
+        return ret | BDRV_BLOCK_ZERO;
+    }
     if (file_ret < 0 || file_pnum == 0) {
         return ret;
     }

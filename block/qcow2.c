@@ -1413,6 +1413,50 @@ static int qcow2_flush_to_os(BlockDriverState *bs)
     return ret;
 }
 
+/* End of the last cluster with a non-zero refcount (s->lock held). */
+static int64_t image_end(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (int64_t t = (int64_t)s->refcount_table_size - 1; t >= 0; t--) {
+        uint64_t first = (uint64_t)t << s->refcount_block_bits;
+        if (!(s->refcount_table[t] & REFT_OFFSET_MASK)) {
+            continue;
+        }
+        for (int64_t i = s->refcount_block_size - 1; i >= 0; i--) {
+            uint64_t refcount;
+            int ret = qcow2_get_refcount(bs, first + i, &refcount);
+            if (ret < 0) {
+                return ret;
+            }
+            if (refcount) {
+                return (int64_t)(first + i + 1) << s->cluster_bits;
+            }
+        }
+    }
+    return 0;
+}
+
+/*
+ * Only images with metadata preallocation have data clusters that were
+ * never written; they show as clusters allocated past the end of the file.
+ * Decided once per open.
+ */
+static bool looks_preallocated(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (s->preallocation_known) {
+        return s->preallocated;
+    }
+    g_mutex_lock(&s->lock);
+    int64_t end = image_end(bs);
+    g_mutex_unlock(&s->lock);
+    s->preallocated = end > bdrv_getlength(bs->file);
+    s->preallocation_known = true;
+    return s->preallocated;
+}
+
 static int qcow2_block_status(BlockDriverState *bs, int64_t offset,
                               int64_t bytes, int64_t *pnum, int64_t *map,
                               BlockDriverState **file)
@@ -1433,7 +1477,9 @@ static int qcow2_block_status(BlockDriverState *bs, int64_t offset,
     case QCOW2_CLUSTER_NORMAL:
         *map = host;
         *file = bs->file;
-        return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+        /* Preallocated clusters may be holes: let the caller look. */
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID |
+               (looks_preallocated(bs) ? BDRV_BLOCK_RECURSE : 0);
     case QCOW2_CLUSTER_ZERO_ALLOC:
         *map = host;
         *file = bs->file;
@@ -1603,26 +1649,6 @@ static int qcow2_grow(BlockDriverState *bs, uint64_t new_size,
     s->size = new_size;
     s->l1_vm_state_index = qcow2_l1_entries_for(s, new_size);
     return 0;
-}
-
-/* End of the last cluster with a non-zero refcount. */
-static int64_t image_end(BlockDriverState *bs)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t last = (uint64_t)s->refcount_table_size << s->refcount_block_bits;
-
-    while (last > 0) {
-        uint64_t refcount;
-        int ret = qcow2_get_refcount(bs, last - 1, &refcount);
-        if (ret < 0) {
-            return ret;
-        }
-        if (refcount) {
-            break;
-        }
-        last--;
-    }
-    return (int64_t)last << s->cluster_bits;
 }
 
 /*
@@ -1878,6 +1904,13 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
         return -EINVAL;
     }
     o->cluster_bits = __builtin_ctzll(cluster_size);
+    /* The L1 table must be able to map the whole disk. */
+    uint64_t l2_bytes = (uint64_t)cluster_size / 8 * cluster_size;
+    if (DIV_ROUND_UP(o->size, l2_bytes) > QCOW_MAX_L1_SIZE / 8) {
+        error_setg(errp, "The image size is too large for file format "
+                   "'qcow2' (try using a larger cluster size)");
+        return -EFBIG;
+    }
     ret = parse_refcount_bits(qemu_opt_get_number(opts, "refcount_bits", 16),
                               o->version, &o->refcount_order, errp);
     if (ret < 0) {
@@ -1899,7 +1932,7 @@ static int parse_create_options(QDict *opts, Qcow2CreateOptions *o,
                           : QCOW2_COMPRESSION_TYPE_ZLIB;
     if (o->compression_type && o->version < 3) {
         error_setg(errp, "Non-zlib compression type is only supported with "
-                   "compatibility level 1.1 and above (use compat=1.1 or "
+                   "compatibility level 1.1 and above (use version=v3 or "
                    "greater)");
         return -EINVAL;
     }

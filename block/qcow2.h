@@ -216,6 +216,8 @@ typedef struct BDRVQcow2State {
     QCowSnapshot *snapshots;
 
     bool use_lazy_refcounts;
+    bool preallocation_known;       /* see looks_preallocated() */
+    bool preallocated;
     bool corrupt_signalled;
 
     /* Allocating writes in flight (QCowL2Meta list). */

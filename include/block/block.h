@@ -51,6 +51,8 @@ typedef enum BdrvRequestFlags {
 #define BDRV_BLOCK_ALLOCATED    0x10  /* the content is defined at this layer */
 #define BDRV_BLOCK_EOF          0x20  /* the range ends at end of file */
 #define BDRV_BLOCK_COMPRESSED   0x40  /* stored compressed (no direct map) */
+/* Driver hint: ask *file whether the mapped range is a hole (zeroes). */
+#define BDRV_BLOCK_RECURSE      0x80
 
 typedef enum PreallocMode {
     PREALLOC_MODE_OFF,
