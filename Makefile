@@ -40,7 +40,7 @@ check-long: all
 	    --suite long --timeout-multiplier 0
 
 demo: all
-	sh scripts/demo.sh $(BUILD)
+	python3 scripts/demo.py $(BUILD)
 
 bench: all
 	sh tests/bench/run-all.sh $(BUILD)
