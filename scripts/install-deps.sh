@@ -6,7 +6,7 @@ set -e
 
 PACKAGES="
 build-essential meson ninja-build pkg-config
-libglib2.0-dev libgnutls28-dev zlib1g-dev libzstd-dev libjson-glib-dev
+libglib2.0-dev zlib1g-dev libzstd-dev libjson-glib-dev
 qemu-utils qemu-system-x86 libnbd-bin fio busybox-static cpio python3
 e2fsprogs nettle-dev
 "
