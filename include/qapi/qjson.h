@@ -3,7 +3,11 @@
  *
  * json-glib builds and parses the documents; this prints them the way
  * scripts written for QEMU expect: compact '{"a": 1, "b": [2, 3]}' on the
- * wire (QMP) and four-space indented '"key": value' for --output=json.
+ * wire (QMP) and four-space indented '"key": value' for --output=json,
+ * where even an empty object or array spans two lines ("[" newline "]").
+ * Strings are escaped as QEMU escapes them (\uXXXX in uppercase hex for
+ * anything outside printable ASCII, surrogate pairs beyond U+FFFF, U+FFFD
+ * for bytes that are not UTF-8); doubles get 17 significant digits.
  */
 #ifndef QAPI_QJSON_H
 #define QAPI_QJSON_H

@@ -17,7 +17,7 @@
  */
 int qemu_strtosz(const char *str, uint64_t *result);
 
-/* Parse a whole decimal/hex/octal integer; -EINVAL unless all of str is used. */
+/* A whole decimal/hex/octal integer; -EINVAL unless all of str is used. */
 int qemu_strtoi64(const char *str, int64_t *result);
 int qemu_strtou64(const char *str, uint64_t *result);
 

@@ -17,6 +17,7 @@
 #include "qemu/osdep.h"
 #include "qemu/cutils.h"
 #include "qemu/units.h"
+#include <math.h>
 #include "qcow2-test-helpers.h"
 
 typedef struct StrtoszCase {
@@ -38,6 +39,12 @@ static const StrtoszCase strtosz_cases[] = {
     { "0x1e", 0, 30 },      /* 'e' is a hex digit here, not exabytes */
     { "+1k", 0, KiB },
     { " 1k", 0, KiB },
+    { "\t1k", 0, KiB },
+    { "  +1k", 0, KiB },
+    { " 0x10", 0, 16 },
+    { "+0x10", 0, 16 },
+    { "0x0010", 0, 16 },
+    { "0x7fffffffffffffff", 0, INT64_MAX },
     { "9223372036854775807", 0, INT64_MAX },
     /* Suffixes, either case; b/B means bytes. */
     { "1b", 0, 1 },
@@ -67,6 +74,11 @@ static const StrtoszCase strtosz_cases[] = {
     { "1.0b", 0, 1 },
     { "0.0b", 0, 0 },
     { "1.", 0, 1 },
+    { "1.00000000000000000001", 0, 1 },   /* a fraction below 2^-64 */
+    { "1.00000000000000000001b", 0, 1 },
+    { "010.5k", 0, 10752 },
+    { "1.5e", 0, UINT64_C(1729382256910270464) },
+    { "1.0E", 0, EiB },
     { "1.k", 0, KiB },
     { "1.e", 0, EiB },
     { "1.0k", 0, KiB },
@@ -133,6 +145,19 @@ static const StrtoszCase strtosz_cases[] = {
     { "0x", -EINVAL, 0 },
     { "0xk", -EINVAL, 0 },
     { "0x1.5k", -EINVAL, 0 },
+    { "0x1kx", -EINVAL, 0 },
+    { "00x10", -EINVAL, 0 },
+    { "++1k", -EINVAL, 0 },
+    { "+ 1k", -EINVAL, 0 },
+    { "1.5e+k", -EINVAL, 0 },
+    { "1.0e0k", -EINVAL, 0 },
+    { "1.5E3", -EINVAL, 0 },
+    { "1.0x5", -EINVAL, 0 },
+    /* Too many digits for 64 bits, then more text: a syntax error. */
+    { "18446744073709551616k", -EINVAL, 0 },
+    { "41477314724721008127G", -EINVAL, 0 },
+    { "99999999999999999999.5k", -EINVAL, 0 },
+    { "0x1ffffffffffffffffk", -EINVAL, 0 },
     /* More than 63 bits. */
     { "8E", -ERANGE, 0 },
     { "16E", -ERANGE, 0 },
@@ -142,6 +167,10 @@ static const StrtoszCase strtosz_cases[] = {
     { "18446744073709551615", -ERANGE, 0 },
     { "18446744073709551616", -ERANGE, 0 },
     { "0xffffffffffffffff", -ERANGE, 0 },
+    { "0x1ffffffffffffffff", -ERANGE, 0 },
+    { "99999999999999999999999", -ERANGE, 0 },
+    { "0x10000000000000P", -ERANGE, 0 },
+    { "7.5E", 0, UINT64_C(8646911284551352320) },
 };
 
 static void test_strtosz(void)
@@ -384,6 +413,33 @@ static void test_size_to_io_str(void)
                        "size_to_io_str");
 }
 
+/*
+ * qemu-io passes rates as doubles: bytes keep six decimals (stock prints
+ * "295.031115 bytes/sec"), and whatever the value, a string comes back.
+ */
+static void test_size_to_io_str_double(void)
+{
+    static const struct {
+        double value;
+        const char *str;
+    } cases[] = {
+        { 295.031115, "295.031115 bytes" },
+        { 212.701513, "212.701513 bytes" },
+        { 1023.5, "1023.500000 bytes" },
+        { 0.0, "0 bytes" },
+        { 8263.4384, "8.070 KiB" },
+    };
+    g_autofree char *nan_str = size_to_io_str(NAN);
+    g_autofree char *inf_str = size_to_io_str(INFINITY);
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autofree char *s = size_to_io_str(cases[i].value);
+        g_assert_cmpstr(s, ==, cases[i].str);
+    }
+    g_assert_true(g_str_has_suffix(nan_str, " bytes"));
+    g_assert_true(g_str_has_suffix(inf_str, " EiB"));
+}
+
 static void test_strtoi64(void)
 {
     int64_t v;
@@ -498,6 +554,7 @@ int main(int argc, char **argv)
     test_add_func("/cutils/strtosz/63-bits", test_strtosz_63_bits);
     test_add_func("/cutils/size_to_str", test_size_to_str);
     test_add_func("/cutils/size_to_io_str", test_size_to_io_str);
+    test_add_func("/cutils/size_to_io_str/double", test_size_to_io_str_double);
     test_add_func("/cutils/strtoi64", test_strtoi64);
     test_add_func("/cutils/parse_bool", test_parse_bool);
     test_add_func("/cutils/buffer_is_zero", test_buffer_is_zero);

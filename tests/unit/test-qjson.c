@@ -244,6 +244,58 @@ static void test_invalid_utf8(void)
     g_assert_cmpstr(out, ==, "\"esc/bad\\uFFFDz\\uFFFD(y\\uFFFD.raw\"");
 }
 
+/*
+ * More file names from "qemu-img info --output=json": what counts as one
+ * invalid character, the C0 80 form of U+0000, noncharacters and a
+ * character beyond the BMP.
+ */
+static void test_utf8_cases(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        { "a\xc1\xbf" "b", "a\\uFFFDb" },           /* overlong */
+        { "a\xe0\x80\x80" "b", "a\\uFFFDb" },
+        { "a\xed\xa0\x80" "b", "a\\uFFFDb" },       /* surrogate */
+        { "a\xef\xbf\xbe" "b", "a\\uFFFDb" },       /* U+FFFE */
+        { "a\xf3\xbf\xbf\xbf" "b", "a\\uFFFDb" },   /* U+FFFFF */
+        { "a\xef\xb7\x90" "b", "a\\uFFFDb" },       /* U+FDD0 */
+        { "a\xef\xb7\xaf" "b\xef\xb7\xb0", "a\\uFFFDb\\uFDF0" },
+        { "a\xf4\x90\x80\x80" "b", "a\\uFFFDb" },   /* past U+10FFFF */
+        { "a\xf8\x88\x80\x80\x80" "b", "a\\uFFFDb" },
+        { "a\xfc\x84\x80\x80\x80\x80" "b", "a\\uFFFDb" },
+        { "a\xc0\x80" "b", "a\\u0000b" },
+        { "a\xe2\x82", "a\\uFFFD" },                /* cut by the end */
+        { "a\xf0\x9f\x98" "b", "a\\uFFFDb" },
+        { "a\x80\x80" "b", "a\\uFFFD\\uFFFDb" },   /* stray bytes */
+        { "a\xef\xbf\xbd" "b", "a\\uFFFDb" },
+        { "a\xf0\x90\x80\x80" "b", "a\\uD800\\uDC00b" },
+        { "a\x7f\x1b\x0b", "a\\u007F\\u001B\\u000B" },
+    };
+
+    for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+        g_autoptr(JsonNode) node = json_node_new(JSON_NODE_VALUE);
+        g_autofree char *out = NULL;
+        g_autofree char *expected = g_strdup_printf("\"%s\"", cases[i].out);
+
+        json_node_set_string(node, cases[i].in);
+        out = qjson_to_string(node, false);
+        g_assert_cmpstr(out, ==, expected);
+    }
+}
+
+/* Numbers QMP echoes back in "id" (stock qemu-storage-daemon). */
+static void test_doubles(void)
+{
+    g_autoptr(JsonNode) node = parse("[1.5, 0.1, 1e300, -0.0, 1.0, 1e-7, "
+                                     "123456789012345678]");
+    g_autofree char *out = qjson_to_string(node, false);
+
+    g_assert_cmpstr(out, ==, "[1.5, 0.10000000000000001, "
+                    "1.0000000000000001e+300, -0, 1, 9.9999999999999995e-08, "
+                    "123456789012345678]");
+}
+
 /* Scalars at the top level and an empty document of each kind. */
 static void test_scalars(void)
 {
@@ -333,6 +385,8 @@ int main(int argc, char **argv)
     test_add_func("/qjson/compact/qmp", test_compact);
     test_add_func("/qjson/compact/invalid-utf8", test_invalid_utf8);
     test_add_func("/qjson/compact/scalars", test_scalars);
+    test_add_func("/qjson/compact/utf8-cases", test_utf8_cases);
+    test_add_func("/qjson/compact/doubles", test_doubles);
     test_add_func("/qjson/pretty/append-indent", test_append_indent);
     test_add_func("/qjson/human/bitmaps", test_dump_human);
     test_add_func("/qjson/human/scalars", test_dump_human_scalars);
