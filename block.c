@@ -16,6 +16,7 @@ static BlockDriver *const block_drivers[] = {
     &bdrv_file,
     &bdrv_raw,
     &bdrv_qcow2,
+    &bdrv_record,
     NULL,
 };
 
