@@ -333,17 +333,60 @@ static int bdrv_write_zero_buffer(BlockDriverState *bs, int64_t offset,
     return ret;
 }
 
+static int bdrv_driver_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
+                                     int64_t bytes, BdrvRequestFlags flags)
+{
+    BdrvTrackedRequest req;
+    int ret = -ENOTSUP;
+
+    if (!bs->drv->bdrv_pwrite_zeroes) {
+        return ret;
+    }
+    if (bs->request_alignment > 1) {
+        /* Aligned, but must still wait for overlapping read-modify-writes. */
+        tracked_begin(bs, &req, offset, bytes, false);
+    }
+    ret = bs->drv->bdrv_pwrite_zeroes(bs, offset, bytes, flags);
+    if (bs->request_alignment > 1) {
+        tracked_end(bs, &req);
+    }
+    return ret;
+}
+
+/*
+ * On nodes with an alignment, the unaligned head and tail become zero
+ * buffers written by read-modify-write (serialised like any other); only
+ * the aligned middle reaches the driver's zero write.
+ */
 static int bdrv_do_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
                                  int64_t bytes, BdrvRequestFlags flags)
 {
-    int ret = -ENOTSUP;
+    uint32_t align = bs->request_alignment;
+    int ret = 0;
 
     if (!(bs->open_flags & BDRV_O_UNMAP)) {
         flags &= ~BDRV_REQ_MAY_UNMAP;
     }
-    if (bs->drv->bdrv_pwrite_zeroes) {
-        ret = bs->drv->bdrv_pwrite_zeroes(bs, offset, bytes, flags);
+    if (align > 1 && !QEMU_IS_ALIGNED(offset | bytes, align)) {
+        int64_t end = offset + bytes;
+        int64_t mid = MIN(end, QEMU_ALIGN_UP(offset, align));
+        int64_t tail = MAX(mid, QEMU_ALIGN_DOWN(end, align));
+
+        if (flags & BDRV_REQ_NO_FALLBACK) {
+            return -ENOTSUP;
+        }
+        if (mid > offset) {
+            ret = bdrv_write_zero_buffer(bs, offset, mid - offset, flags);
+        }
+        if (ret >= 0 && tail > mid) {
+            ret = bdrv_do_pwrite_zeroes(bs, mid, tail - mid, flags);
+        }
+        if (ret >= 0 && end > tail) {
+            ret = bdrv_write_zero_buffer(bs, tail, end - tail, flags);
+        }
+        return ret;
     }
+    ret = bdrv_driver_pwrite_zeroes(bs, offset, bytes, flags);
     if (ret == -ENOTSUP && !(flags & BDRV_REQ_NO_FALLBACK)) {
         ret = bdrv_write_zero_buffer(bs, offset, bytes, flags);
     }

@@ -1287,6 +1287,11 @@ static int zero_partial_cluster(BlockDriverState *bs, uint64_t offset,
         return 0;
     }
     g_mutex_lock(&s->lock);
+    /*
+     * Decide only once no allocating write is in flight on the cluster:
+     * its data would otherwise be replaced by the zero flag.
+     */
+    qcow2_wait_for_allocs(bs, start_of_cluster(s, offset), s->cluster_size);
     zero = cluster_reads_zero(bs, offset);
     if (zero) {
         ret = prepare_metadata_change(bs);

@@ -365,7 +365,7 @@ class TestQcow2(QsdTestCase):
         self.assertEqual(node['image']['format-specific']['type'], 'qcow2')
         self.assertEqual(node['image']['cluster-size'], 65536)
         self.assertEqual(c.error('block-pause-dedup', {'node-name': 'q'}),
-                         "Node 'q' does not support deduplication")
+                         "Node 'q' does not have deduplication enabled")
         expected = self.path('expected.raw')
         qemu_img('create', '-q', '-f', 'raw', expected, '4M')
         pattern = ['-c', 'write -P 0x17 0 256k', '-c', 'write -P 0x71 3M 64k',
