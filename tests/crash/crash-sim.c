@@ -1272,6 +1272,12 @@ static const Reproducer reproducers[] = {
     /* The same when a full L2 cache evicts the table, not at a flush. */
     REPRO("lazy-evicted-l2-before-data", "c1k-backing-lazy-tiny-cache",
           0xcec13e9, 20, 14),
+    /*
+     * The same past the end of the file: the open cannot repair the image
+     * ("L2 entry ... points to an invalid offset").
+     */
+    REPRO("lazy-l2-past-eof-unopenable", "c1k-r8-lazy-tiny-cache",
+          0xac192e08, 80, 12),
     /* The same with dedup: copy-on-write data is lost. */
     REPRO("dedup-l2-before-cow-data", "dedup-c4k", 0xabbfec62, 20, 12),
 };
