@@ -613,10 +613,6 @@ int bdrv_create(BlockDriver *drv, const char *filename, QDict *opts,
     }
     ret = drv->bdrv_create(file, opts, errp);
     bdrv_unref(file);
-    if (ret < 0) {
-        /* Leave no half-made image behind, as QEMU does. */
-        unlink(filename);
-    }
     return ret;
 }
 

@@ -2048,6 +2048,8 @@ static int qcow2_create(BlockDriverState *file, QDict *opts, Error **errp)
 
     ret = parse_create_options(opts, &o, errp);
     if (ret < 0) {
+        /* Like QEMU, a qcow2 that could not be made leaves no file behind. */
+        unlink(bdrv_get_filename(file));
         return ret;
     }
     ret = write_initial_layout(file, &o);

@@ -73,16 +73,18 @@ static int raw_truncate(BlockDriverState *bs, int64_t offset, bool exact,
     return bdrv_truncate(bs->file, offset, exact, prealloc, errp);
 }
 
+/* The file is the image: size it (in whole sectors, like QEMU). */
 static int raw_create(BlockDriverState *file, QDict *opts, Error **errp)
 {
-    uint64_t size = qemu_opt_get_size(opts, "size", 0);
+    uint64_t size = QEMU_ALIGN_UP(qemu_opt_get_size(opts, "size", 0), 512);
     const char *mode = qemu_opt_get(opts, "preallocation");
     int prealloc = mode ? prealloc_mode_parse(mode) : PREALLOC_MODE_OFF;
 
-    if (prealloc < 0 || prealloc == PREALLOC_MODE_METADATA) {
-        error_setg(errp, "Invalid preallocation mode: '%s'", mode);
+    if (prealloc < 0) {
+        error_setg(errp, "invalid parameter value: %s", mode);
         return -EINVAL;
     }
+    /* The file protocol judges the mode (metadata means nothing to it). */
     return bdrv_truncate(file, size, true, prealloc, errp);
 }
 
