@@ -1317,7 +1317,7 @@ static void add_reproducer(const Reproducer *r)
 
 static void add_config(const CrashConfig *c)
 {
-    int seeds = test_long_mode() ? 8 : 1;
+    int seeds = test_long_mode() ? 6 : 1;
 
     for (int s = 0; s < seeds; s++) {
         CrashConfig *copy = g_memdup2(c, sizeof(*c));
