@@ -50,7 +50,7 @@
 #define SECTOR 512
 /* Contents drawn again and again, so that dedup finds duplicates. */
 #define CONTENT_POOL 6
-/* Most non-durable records the shrinker tries to drop, one check each. */
+/* Most attempts of the shrinker to drop records, one state check each. */
 #define SHRINK_MAX_TRIALS 400
 
 typedef struct CrashConfig {
@@ -118,15 +118,16 @@ static void log_load(CrashLog *log, const char *path)
     g_assert(!memcmp(log->buf, BLKRECORD_MAGIC, BLKRECORD_MAGIC_LEN));
     while (pos < log->len) {
         const uint8_t *h = log->buf + pos;
-        LogRecord r = {
+        LogRecord r;
+
+        g_assert_cmpuint(log->len - pos, >=, BLKRECORD_HEADER_LEN);
+        r = (LogRecord) {
             .type = ldl_be_p(h),
             .offset = ldq_be_p(h + 8),
             .bytes = ldq_be_p(h + 16),
             .data = h + BLKRECORD_HEADER_LEN,
             .pos = pos,
         };
-
-        g_assert_cmpuint(log->len - pos, >=, BLKRECORD_HEADER_LEN);
         g_assert(r.type >= BLKRECORD_WRITE && r.type <= BLKRECORD_FLUSH);
         pos += BLKRECORD_HEADER_LEN;
         if (r.type == BLKRECORD_WRITE) {
@@ -263,6 +264,10 @@ static void map_build(MetadataMap *m, const FileImage *f)
         return;
     }
     m->cluster_bits = ldl_be_p(f->data + 20);
+    if (m->cluster_bits < 9 || m->cluster_bits > 21) {
+        m->cluster_bits = 0;
+        return;
+    }
     m->l1_bytes = (uint64_t)ldl_be_p(f->data + 36) * 8;
     m->l1_offset = ldq_be_p(f->data + 40);
     m->rt_offset = ldq_be_p(f->data + 48);
@@ -324,7 +329,6 @@ typedef struct CrashState {
 typedef struct Workload {
     const CrashConfig *cfg;
     guint32 seed;
-    char *dir;
     uint8_t *initial;           /* the image file before the workload */
     uint8_t *guest_initial;     /* what the guest saw then */
     size_t initial_len;
