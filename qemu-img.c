@@ -1,5 +1,6 @@
 /*
- * qemu-img: create, inspect, check, convert and compare disk images.
+ * qemu-img: create, inspect, check, convert, compare and measure disk
+ * images.
  *
  * Command lines, messages, JSON layout and exit codes follow the stock
  * QEMU 7.2 qemu-img, because scripts and the iotests compare them byte for
@@ -9,6 +10,12 @@
  * Exit codes: 0 success, 1 error.  check: 2 corruptions, 3 leaks only,
  * 63 format without checks.  compare: 1 images differ, 2 open error,
  * 3 allocation query error, 4 read error.
+ *
+ * measure computes qcow2 sizes from the on-disk layout (there is no driver
+ * interface for it yet) and, with -o dedup=sha256, hashes the source in
+ * parallel to predict what deduplication saves.  check --deep passes
+ * BDRV_CHECK_DEEP.  snapshot only checks its command line and opens the
+ * image: the block layer cannot list or change internal snapshots yet.
  *
  * convert copies with a pool of worker threads (-m, default 8).  Each takes
  * the next chunk of the concatenated sources (at most CONVERT_BUF_SIZE of
@@ -28,6 +35,7 @@
 #include "sysemu/block-backend.h"
 
 #include <getopt.h>
+#include <nettle/sha2.h>
 
 #define QEMU_IMG_VERSION "7.2.0"
 #define TRY_HELP "Try 'qemu-img --help' for more information\n"
@@ -60,6 +68,8 @@ enum {
     OPTION_SALVAGE,
     OPTION_BITMAPS,
     OPTION_SKIP_BROKEN,
+    OPTION_SIZE,
+    OPTION_DEEP,
 };
 
 /* Common command line handling */
@@ -76,6 +86,13 @@ static void G_GNUC_PRINTF(1, 2) G_GNUC_NORETURN error_exit(const char *fmt,
     error_report("%s", msg);
     g_free(msg);
     fputs(TRY_HELP, stderr);
+    exit(EXIT_FAILURE);
+}
+
+/* An option or mode this qemu-img does not implement (yet). */
+static void G_GNUC_NORETURN unsupported(const char *cmd, const char *what)
+{
+    error_report("%s: %s is not supported yet", cmd, what);
     exit(EXIT_FAILURE);
 }
 
@@ -109,7 +126,7 @@ static void G_GNUC_NORETURN help(void)
            "  info [--image-opts] [-f fmt] [--output=human|json]"
            " [--backing-chain] [-U] filename\n"
            "  check [--image-opts] [-q] [-f fmt] [--output=human|json]"
-           " [-r leaks|all] [-T src_cache] [-U] filename\n"
+           " [-r leaks|all] [--deep] [-T src_cache] [-U] filename\n"
            "  map [--image-opts] [-f fmt] [--start-offset=offset]"
            " [--max-length=len] [--output=human|json] [-U] filename\n"
            "  convert [--image-opts] [--target-is-zero] [-U] [-C] [-c] [-p]"
@@ -122,9 +139,14 @@ static void G_GNUC_NORETURN help(void)
            " [--shrink] filename [+|-]size\n"
            "  amend [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force]"
            " -o options filename\n"
+           "  measure [--output=human|json] [-O output_fmt] [-o options]"
+           " [--size N | [--image-opts] [-f fmt] [-U] filename]\n"
+           "  snapshot [--image-opts] [-U] [-q] [-l | -a snapshot |"
+           " -c snapshot | -d snapshot] filename\n"
            "\n"
-           "Not supported yet: bench, bitmap, commit, dd, measure, rebase,"
-           " snapshot.\n"
+           "Not supported yet: bench, bitmap, commit, dd, rebase, and every"
+           " snapshot action\n"
+           "(snapshot only opens the image).\n"
            "\n"
            "Sizes take the suffixes k, M, G, T, P and E (powers of 1024).\n"
            "Cache modes: none, writeback, writethrough, directsync, unsafe.\n"
@@ -135,6 +157,13 @@ static void G_GNUC_NORETURN help(void)
            "in order unless -W is given; -S sets the smallest run of zeroes"
            " left\n"
            "sparse (default 4k, 0 = allocate everything).\n"
+           "check --deep also re-reads the data the format can verify"
+           " (qcow2: every\n"
+           "cluster in the deduplication index is hashed again).  measure"
+           " -O qcow2\n"
+           "-o dedup=sha256 reads the source, hashes every target cluster"
+           " and adds the\n"
+           "deduplicated required size and the dedup ratio.\n"
            "\n"
            "Supported formats:");
     bdrv_iterate_format(print_format, NULL);
@@ -885,13 +914,14 @@ static int img_check(int argc, char **argv)
         { "object", required_argument, NULL, OPTION_OBJECT },
         { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
         { "force-share", no_argument, NULL, 'U' },
+        { "deep", no_argument, NULL, OPTION_DEEP },
         { NULL, 0, NULL, 0 },
     };
     OutputFormat output;
     const char *fmt = NULL, *output_arg = NULL;
     bool quiet = false, image_opts = false, force_share = false;
     bool writethrough = false;
-    int flags = BDRV_O_CHECK, fix = 0, c, ret;
+    int flags = BDRV_O_CHECK, fix = 0, deep = 0, c, ret;
     BdrvCheckResult res;
     BlockBackend *blk;
 
@@ -930,6 +960,10 @@ static int img_check(int argc, char **argv)
         case OPTION_IMAGE_OPTS:
             image_opts = true;
             break;
+        case OPTION_DEEP:
+            /* Our extension: also re-read what the format can verify. */
+            deep = BDRV_CHECK_DEEP;
+            break;
         default:
             common_option(c, argv);
         }
@@ -944,7 +978,7 @@ static int img_check(int argc, char **argv)
     if (!blk) {
         return 1;
     }
-    ret = run_check(blk_bs(blk), &res, fix);
+    ret = run_check(blk_bs(blk), &res, fix | deep);
     if (!ret && (res.corruptions_fixed || res.leaks_fixed)) {
         int corruptions_fixed = res.corruptions_fixed;
         int leaks_fixed = res.leaks_fixed;
@@ -958,7 +992,7 @@ static int img_check(int argc, char **argv)
                     leaks_fixed, corruptions_fixed);
         }
         /* Report what is left after the repair, and what it fixed. */
-        ret = run_check(blk_bs(blk), &res, 0);
+        ret = run_check(blk_bs(blk), &res, deep);
         res.corruptions_fixed = corruptions_fixed;
         res.leaks_fixed = leaks_fixed;
     }
@@ -2278,12 +2312,6 @@ out:
     return ret < 0 ? 1 : 0;
 }
 
-static void G_GNUC_NORETURN convert_unsupported(const char *what)
-{
-    error_report("convert: %s is not supported yet", what);
-    exit(EXIT_FAILURE);
-}
-
 static int img_convert(int argc, char **argv)
 {
     static const struct option long_options[] = {
@@ -2333,9 +2361,9 @@ static int img_convert(int argc, char **argv)
             options = accumulate_options(options, optarg);
             break;
         case 'l':
-            convert_unsupported("loading internal snapshots (-l)");
+            unsupported("convert", "loading internal snapshots (-l)");
         case 'r':
-            convert_unsupported("rate limiting (-r)");
+            unsupported("convert", "rate limiting (-r)");
         case 'S':
             o.min_sparse = cvtnum("buffer size for sparse output", optarg);
             if (o.min_sparse < 0) {
@@ -2389,12 +2417,12 @@ static int img_convert(int argc, char **argv)
             o.target_is_zero = true;
             break;
         case OPTION_TARGET_IMAGE_OPTS:
-            convert_unsupported("--target-image-opts");
+            unsupported("convert", "--target-image-opts");
         case OPTION_SALVAGE:
-            convert_unsupported("--salvage");
+            unsupported("convert", "--salvage");
         case OPTION_BITMAPS:
         case OPTION_SKIP_BROKEN:
-            convert_unsupported("copying bitmaps");
+            unsupported("convert", "copying bitmaps");
         default:
             common_option(c, argv);
         }
@@ -2426,6 +2454,842 @@ static int img_convert(int argc, char **argv)
     return do_convert(&o, &argv[optind], nsrc, out_filename);
 }
 
+/* measure */
+
+/*
+ * What a qcow2 image of a given content takes (docs/interop/qcow2.txt,
+ * sections 1-3): one header cluster, the L1 table, the L2 tables, the data
+ * clusters, and refcount blocks plus the refcount table for every cluster
+ * of the image, themselves included.  As QEMU does, "required" counts every
+ * L2 table of the virtual disk and the refcount structures of the fully
+ * allocated image, so it differs from "fully allocated" only in the data
+ * clusters and is an upper bound of what a copy of the source takes.
+ *
+ * The driver has no size measuring interface yet, so this computes it from
+ * the layout and checks the qcow2 options itself, with the messages (and
+ * in the order) QEMU's measure uses.
+ */
+
+/* QEMU refuses L1 tables above 32 MiB. */
+#define QCOW2_MAX_L1_ENTRIES (32 * MiB / 8)
+#define QCOW2_DEFAULT_CLUSTER_SIZE (64 * KiB)
+
+typedef struct Qcow2Measure {
+    int version;
+    int cluster_bits;
+    int refcount_order;
+    int l2_entry_size;          /* 16 with extended L2 entries */
+    PreallocMode prealloc;
+    bool has_backing;
+    bool dedup;
+    uint64_t dedup_log_entries;         /* 0: the driver's default */
+    uint64_t dedup_max_incarnations;    /* 0: the driver's default */
+} Qcow2Measure;
+
+/*
+ * Deduplication index layout (docs/interop/qcow2.txt section 7): tables of
+ * 2^bucket_bits buckets (4 to 24 bits) of 4 slots, 160 bytes per bucket;
+ * a directory copy of 64 bytes plus 32 per incarnation, in 512-byte units;
+ * 72-byte journal INSERT records.  The journal's spare room and the
+ * default geometry are the driver's choices (see dedup_index_clusters()).
+ */
+#define DEDUP_SLOTS_PER_BUCKET 4
+#define DEDUP_BUCKET_BYTES 160
+#define DEDUP_MIN_BUCKET_BITS 4
+#define DEDUP_MAX_BUCKET_BITS 24
+#define DEDUP_MAX_INCARNATIONS 65535
+#define DEDUP_DIR_HEADER_BYTES 64
+#define DEDUP_DIR_ENTRY_BYTES 32
+#define DEDUP_JOURNAL_INSERT_BYTES 72
+#define DEDUP_JOURNAL_RESERVE (64 * KiB)
+
+/* Our extension's options, as the driver checks them at creation. */
+static bool measure_qcow2_dedup_opts(const QDict *opts, int version,
+                                     Qcow2Measure *m, Error **errp)
+{
+    const char *algo = qemu_opt_get(opts, "dedup");
+
+    if (algo && strcmp(algo, "off") && strcmp(algo, "sha256")) {
+        error_setg(errp, "Unsupported dedup algorithm '%s' (use sha256 or "
+                   "off)", algo);
+        return false;
+    }
+    m->dedup = algo && !strcmp(algo, "sha256");
+    if (m->dedup && version < 3) {
+        error_setg(errp, "Deduplication requires compat=1.1 or later");
+        return false;
+    }
+    m->dedup_log_entries = qemu_opt_get_number(opts, "dedup_log_entries", 0);
+    m->dedup_max_incarnations = qemu_opt_get_number(opts,
+                                                    "dedup_max_incarnations",
+                                                    0);
+    if (m->dedup_max_incarnations > DEDUP_MAX_INCARNATIONS) {
+        error_setg(errp, "dedup_max_incarnations may not exceed %d",
+                   DEDUP_MAX_INCARNATIONS);
+        return false;
+    }
+    if (m->dedup_log_entries >
+        (uint64_t)DEDUP_SLOTS_PER_BUCKET << DEDUP_MAX_BUCKET_BITS) {
+        error_setg(errp, "dedup_log_entries may not exceed %u",
+                   DEDUP_SLOTS_PER_BUCKET << DEDUP_MAX_BUCKET_BITS);
+        return false;
+    }
+    return true;
+}
+
+static bool measure_qcow2_opts(const QDict *opts, Qcow2Measure *m,
+                               Error **errp)
+{
+    uint64_t cluster_size = qemu_opt_get_size(opts, "cluster_size",
+                                              QCOW2_DEFAULT_CLUSTER_SIZE);
+    uint64_t refcount_bits = qemu_opt_get_number(opts, "refcount_bits", 16);
+    const char *encrypt = qemu_opt_get(opts, "encrypt.format");
+    const char *compat = qemu_opt_get(opts, "compat");
+    const char *prealloc = qemu_opt_get(opts, "preallocation");
+    bool extended_l2 = qemu_opt_get_bool(opts, "extended_l2", false);
+    int version = 3;
+
+    if (!is_power_of_2(cluster_size) || cluster_size < 512 ||
+        cluster_size > 2 * MiB) {
+        error_setg(errp, "Cluster size must be a power of two between 512 "
+                   "and 2048k");
+        return false;
+    }
+    if (extended_l2 && cluster_size < 16 * KiB) {
+        error_setg(errp, "Extended L2 entries are only supported with "
+                   "cluster sizes of at least 16384 bytes");
+        return false;
+    }
+    if (compat && !strcmp(compat, "0.10")) {
+        version = 2;
+    } else if (compat && strcmp(compat, "1.1")) {
+        error_setg(errp, "Invalid compatibility level: '%s'", compat);
+        return false;
+    }
+    if (!is_power_of_2(refcount_bits) || refcount_bits > 64) {
+        error_setg(errp, "Refcount width must be a power of two and may not "
+                   "exceed 64 bits");
+        return false;
+    }
+    if (version < 3 && refcount_bits != 16) {
+        error_setg(errp, "Different refcount widths than 16 bits require "
+                   "compatibility level 1.1 or above (use compat=1.1 or "
+                   "greater)");
+        return false;
+    }
+    m->prealloc = prealloc ? prealloc_mode_parse(prealloc) : PREALLOC_MODE_OFF;
+    if ((int)m->prealloc < 0) {
+        error_setg(errp, "invalid parameter value: %s", prealloc);
+        return false;
+    }
+    if (encrypt && !strcmp(encrypt, "luks")) {
+        /* Its header size depends on a secret we have no --object for. */
+        error_setg(errp, "Parameter 'encrypt.key-secret' is required for "
+                   "cipher");
+        return false;
+    }
+    m->version = version;
+    m->cluster_bits = __builtin_ctzll(cluster_size);
+    m->refcount_order = __builtin_ctzll(refcount_bits);
+    m->l2_entry_size = extended_l2 ? 16 : 8;
+    m->has_backing = qemu_opt_get(opts, "backing_file") != NULL;
+    return measure_qcow2_dedup_opts(opts, version, m, errp);
+}
+
+/*
+ * Refcount blocks and table clusters that count n other clusters and
+ * themselves: the smallest fixed point, reached by iterating from zero.
+ */
+static uint64_t qcow2_refcount_clusters(const Qcow2Measure *m, uint64_t n)
+{
+    uint64_t per_block = (uint64_t)8 << (m->cluster_bits - m->refcount_order);
+    uint64_t per_table = (uint64_t)1 << (m->cluster_bits - 3);
+    uint64_t blocks = 0, table = 0, total;
+
+    do {
+        total = blocks + table;
+        blocks = DIV_ROUND_UP(n + total, per_block);
+        table = DIV_ROUND_UP(blocks, per_table);
+    } while (blocks + table != total);
+    return total;
+}
+
+/* Header, L1 and L2 clusters for a disk of virtual_size bytes. */
+static bool qcow2_table_clusters(const Qcow2Measure *m, uint64_t virtual_size,
+                                 uint64_t *clusters, Error **errp)
+{
+    uint64_t cluster_size = (uint64_t)1 << m->cluster_bits;
+    uint64_t data = DIV_ROUND_UP(virtual_size, cluster_size);
+    uint64_t l2 = DIV_ROUND_UP(data, cluster_size / m->l2_entry_size);
+
+    if (l2 > QCOW2_MAX_L1_ENTRIES) {
+        error_setg(errp, "The image size is too large (try using a larger "
+                   "cluster size)");
+        return false;
+    }
+    *clusters = 1 + DIV_ROUND_UP(l2 * 8, cluster_size) + l2;
+    return true;
+}
+
+/* What measure found out about the source, in target clusters. */
+typedef struct MeasureSource {
+    uint64_t virtual_size;
+    GArray *runs;               /* MeasureRun: clusters holding data */
+    uint64_t data_clusters;
+    /* Filled by the dedup scan (clusters that read as zero need none): */
+    uint64_t partial_clusters;  /* non-zero cut by the end of the disk */
+    uint64_t hashed_clusters;   /* non-zero full clusters */
+    uint64_t stored_clusters;   /* what remains of those with dedup */
+} MeasureSource;
+
+typedef struct MeasureRun {
+    uint64_t first;
+    uint64_t count;
+} MeasureRun;
+
+typedef struct MeasureInfo {
+    uint64_t required;
+    uint64_t fully_allocated;
+    bool has_bitmaps;
+    uint64_t bitmaps;
+    bool has_dedup;
+    uint64_t dedup_required;
+    double dedup_ratio;
+} MeasureInfo;
+
+/*
+ * The target clusters that would hold data: every cluster that a range the
+ * source reports as allocated data touches (zero ranges and holes need no
+ * data cluster).  Ranges come back in order, so touching runs merge.
+ */
+static int measure_find_data(BlockBackend *blk, uint64_t cluster_size,
+                             MeasureSource *src)
+{
+    BlockDriverState *bs = blk_bs(blk);
+    const int want = BDRV_BLOCK_DATA | BDRV_BLOCK_ALLOCATED;
+
+    for (int64_t offset = 0; offset < (int64_t)src->virtual_size; ) {
+        int64_t pnum;
+        int ret = bdrv_block_status_above(bs, NULL, offset,
+                                          src->virtual_size - offset, &pnum,
+                                          NULL, NULL, NULL);
+        MeasureRun run;
+
+        if (ret < 0) {
+            return ret;
+        }
+        if ((ret & BDRV_BLOCK_ZERO) || (ret & want) != want) {
+            offset += pnum;
+            continue;
+        }
+        run.first = offset / cluster_size;
+        run.count = DIV_ROUND_UP(offset + pnum, cluster_size) - run.first;
+        /* Data ranges are counted up to a cluster boundary: no overlaps. */
+        offset = (run.first + run.count) * cluster_size;
+        src->data_clusters += run.count;
+        if (src->runs->len) {
+            MeasureRun *last = &g_array_index(src->runs, MeasureRun,
+                                              src->runs->len - 1);
+            if (last->first + last->count == run.first) {
+                last->count += run.count;
+                continue;
+            }
+        }
+        g_array_append_val(src->runs, run);
+    }
+    return 0;
+}
+
+/*
+ * Deduplication estimate (-o dedup=sha256, our extension): read every data
+ * cluster of the source in the target's cluster size, as the driver would
+ * see them written, and count the distinct contents.  Workers take batches
+ * of clusters in order, read and hash them in parallel, and keep the first
+ * 128 bits of each SHA-256 (half the memory; even among 2^40 clusters the
+ * chance of two different contents sharing a key is below 2^-48); sorting
+ * all keys then finds the copies.
+ */
+#define MEASURE_BATCH_BYTES (2 * MiB)
+#define MEASURE_MAX_WORKERS 16
+
+typedef struct DedupKey {
+    uint64_t a, b;
+} DedupKey;
+
+typedef struct DedupScan {
+    BlockBackend *blk;
+    const MeasureSource *src;
+    uint64_t cluster_size;
+    uint64_t batch;             /* clusters per batch */
+
+    GMutex lock;                /* protects the fields below */
+    guint run;                  /* next batch: run index, cluster in run */
+    uint64_t pos;
+    int ret;
+    uint64_t err_offset;
+} DedupScan;
+
+typedef struct DedupWorker {
+    DedupScan *scan;
+    GThread *thread;
+    GArray *keys;               /* DedupKey of each non-zero full cluster */
+    uint64_t partial;
+} DedupWorker;
+
+static bool dedup_scan_next(DedupScan *s, uint64_t *first, uint64_t *count)
+{
+    const GArray *runs = s->src->runs;
+    bool found;
+
+    g_mutex_lock(&s->lock);
+    while (s->run < runs->len &&
+           s->pos == g_array_index(runs, MeasureRun, s->run).count) {
+        s->run++;
+        s->pos = 0;
+    }
+    found = s->ret == 0 && s->run < runs->len;
+    if (found) {
+        const MeasureRun *r = &g_array_index(runs, MeasureRun, s->run);
+        *first = r->first + s->pos;
+        *count = MIN(r->count - s->pos, s->batch);
+        s->pos += *count;
+    }
+    g_mutex_unlock(&s->lock);
+    return found;
+}
+
+static void dedup_scan_fail(DedupScan *s, int ret, uint64_t offset)
+{
+    g_mutex_lock(&s->lock);
+    if (s->ret == 0) {
+        s->ret = ret;
+        s->err_offset = offset;
+    }
+    g_mutex_unlock(&s->lock);
+}
+
+/* Classify the clusters of buf, which holds count clusters from first. */
+static void dedup_scan_clusters(DedupWorker *w, const uint8_t *buf,
+                                uint64_t first, uint64_t count)
+{
+    uint64_t cs = w->scan->cluster_size;
+    uint64_t disk_end = w->scan->src->virtual_size;
+
+    for (uint64_t i = 0; i < count; i++) {
+        const uint8_t *p = buf + i * cs;
+        uint64_t len = MIN(cs, disk_end - (first + i) * cs);
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        struct sha256_ctx ctx;
+        DedupKey key;
+
+        if (buffer_is_zero(p, len)) {
+            continue;
+        }
+        if (len < cs) {
+            /* The driver only deduplicates whole clusters. */
+            w->partial++;
+        } else {
+            sha256_init(&ctx);
+            sha256_update(&ctx, cs, p);
+            sha256_digest(&ctx, sizeof(digest), digest);
+            memcpy(&key, digest, sizeof(key));
+            g_array_append_val(w->keys, key);
+        }
+    }
+}
+
+static gpointer dedup_scan_worker(gpointer opaque)
+{
+    DedupWorker *w = opaque;
+    DedupScan *s = w->scan;
+    uint8_t *buf = qemu_blockalign(s->batch * s->cluster_size);
+    uint64_t first, count;
+
+    while (dedup_scan_next(s, &first, &count)) {
+        uint64_t offset = first * s->cluster_size;
+        uint64_t bytes = MIN(count * s->cluster_size,
+                             s->src->virtual_size - offset);
+        int ret = blk_pread(s->blk, offset, bytes, buf, 0);
+
+        if (ret < 0) {
+            dedup_scan_fail(s, ret, offset);
+            break;
+        }
+        dedup_scan_clusters(w, buf, first, count);
+    }
+    qemu_vfree(buf);
+    return NULL;
+}
+
+static int dedup_key_cmp(const void *pa, const void *pb)
+{
+    const DedupKey *a = pa, *b = pb;
+
+    if (a->a != b->a) {
+        return a->a < b->a ? -1 : 1;
+    }
+    return a->b < b->b ? -1 : a->b > b->b;
+}
+
+/*
+ * Clusters that hold the contents of keys after deduplication: one per
+ * distinct content, and one more each time the references to a copy reach
+ * refs_per_copy (the driver stops sharing a cluster at half the refcount
+ * maximum, docs/interop/qcow2.txt 7.6).
+ */
+static uint64_t dedup_stored_clusters(GArray *keys, uint64_t refs_per_copy)
+{
+    uint64_t stored = 0;
+
+    g_array_sort(keys, dedup_key_cmp);
+    for (guint i = 0; i < keys->len; ) {
+        const DedupKey *k = &g_array_index(keys, DedupKey, i);
+        guint n = 1;
+
+        while (i + n < keys->len &&
+               !dedup_key_cmp(k, &g_array_index(keys, DedupKey, i + n))) {
+            n++;
+        }
+        stored += DIV_ROUND_UP(n, refs_per_copy);
+        i += n;
+    }
+    return stored;
+}
+
+static int measure_dedup_scan(BlockBackend *blk, const Qcow2Measure *m,
+                              MeasureSource *src)
+{
+    DedupScan s = {
+        .blk = blk,
+        .src = src,
+        .cluster_size = (uint64_t)1 << m->cluster_bits,
+    };
+    DedupWorker w[MEASURE_MAX_WORKERS] = { { 0 } };
+    int workers = CLAMP(2 * (int)g_get_num_processors(), 2,
+                        MEASURE_MAX_WORKERS);
+    uint64_t refcount_max = m->refcount_order == 6 ? UINT64_MAX
+                            : (UINT64_C(1) << (1 << m->refcount_order)) - 1;
+    g_autoptr(GArray) keys = g_array_new(FALSE, FALSE, sizeof(DedupKey));
+
+    s.batch = MAX(MEASURE_BATCH_BYTES / s.cluster_size, 1);
+    g_mutex_init(&s.lock);
+    for (int i = 0; i < workers; i++) {
+        w[i].scan = &s;
+        w[i].keys = g_array_new(FALSE, FALSE, sizeof(DedupKey));
+        w[i].thread = g_thread_new("measure", dedup_scan_worker, &w[i]);
+    }
+    for (int i = 0; i < workers; i++) {
+        g_thread_join(w[i].thread);
+        g_array_append_vals(keys, w[i].keys->data, w[i].keys->len);
+        g_array_free(w[i].keys, TRUE);
+        src->partial_clusters += w[i].partial;
+    }
+    g_mutex_clear(&s.lock);
+    if (s.ret < 0) {
+        error_report("error while reading at byte %" PRIu64 ": %s",
+                     s.err_offset, g_strerror(-s.ret));
+        return s.ret;
+    }
+    src->hashed_clusters = keys->len;
+    src->stored_clusters = dedup_stored_clusters(keys, refcount_max / 2 +
+                                                       (refcount_max & 1));
+    return 0;
+}
+
+/*
+ * Clusters of the dedup index of a disk of virtual_clusters, whose image
+ * has host_clusters without the index, once indexed clusters are in the
+ * index.  The geometry is the one the options give or, by default, the one
+ * the driver picks from the disk size: a log store of virtual_clusters / 32
+ * entries (at least 16384, at most 2^20), rounded up to a power of two of
+ * buckets, and enough incarnations (4 to 1024) to index the disk once.
+ *
+ * The estimate: two directory copies; the journal, room for two INSERT
+ * records per log store slot plus 64 KiB; the reverse map (a u64 per host
+ * cluster in blocks of cluster_size / 8) with a table sized, as the driver
+ * does, for a file as large as the disk plus what it holds already, and a
+ * block for every cluster_size / 8 host clusters; and one incarnation
+ * table (no bucket split across clusters) per freeze.  The log store is frozen when an insert finds no room, which
+ * the driver measured at 96-98% full: we assume 95%.  Beyond the
+ * incarnation limit the oldest table's space is kept as the spare, so the
+ * tables stop at the limit plus one.
+ */
+static uint64_t dedup_index_clusters(const Qcow2Measure *m,
+                                     uint64_t virtual_clusters,
+                                     uint64_t host_clusters,
+                                     uint64_t indexed)
+{
+    uint64_t cluster_size = (uint64_t)1 << m->cluster_bits;
+    uint64_t rmap_per_block = cluster_size / 8;
+    uint64_t log_entries = m->dedup_log_entries ? m->dedup_log_entries
+                           : MIN(MAX(virtual_clusters / 32, 16384), 1 << 20);
+    uint64_t max_inc, slots, freezes, tables, table_clusters, rmap_blocks;
+    uint64_t rmap_table;
+    int bucket_bits = DEDUP_MIN_BUCKET_BITS;
+
+    while (((uint64_t)DEDUP_SLOTS_PER_BUCKET << bucket_bits) < log_entries &&
+           bucket_bits < DEDUP_MAX_BUCKET_BITS) {
+        bucket_bits++;
+    }
+    slots = (uint64_t)DEDUP_SLOTS_PER_BUCKET << bucket_bits;
+    max_inc = m->dedup_max_incarnations ? m->dedup_max_incarnations
+              : MIN(MAX(DIV_ROUND_UP(MAX(virtual_clusters, 1), slots), 4),
+                    1024);
+    table_clusters = DIV_ROUND_UP((uint64_t)1 << bucket_bits,
+                                  cluster_size / DEDUP_BUCKET_BYTES);
+    freezes = indexed * 100 / (slots * 95);
+    tables = freezes <= max_inc ? freezes : max_inc + 1;
+    host_clusters += tables * table_clusters;
+    rmap_blocks = indexed ? DIV_ROUND_UP(host_clusters, rmap_per_block) : 0;
+    rmap_table = DIV_ROUND_UP((DIV_ROUND_UP(virtual_clusters + host_clusters,
+                                            rmap_per_block) + 1) * 8,
+                              cluster_size);
+
+    return DIV_ROUND_UP(2 * ROUND_UP(DEDUP_DIR_HEADER_BYTES +
+                                     DEDUP_DIR_ENTRY_BYTES * max_inc, 512),
+                        cluster_size) +
+           DIV_ROUND_UP(slots * DEDUP_JOURNAL_INSERT_BYTES * 2 +
+                        DEDUP_JOURNAL_RESERVE, cluster_size) +
+           rmap_table + rmap_blocks + tables * table_clusters;
+}
+
+/*
+ * The qcow2 numbers.  src is NULL for --size; with dedup it holds the
+ * result of the scan.  Preallocation allocates every data cluster, and
+ * which clusters a backing file would provide is unknown: both count all.
+ */
+static bool measure_qcow2(const Qcow2Measure *m, uint64_t virtual_size,
+                          const MeasureSource *src, MeasureInfo *info,
+                          Error **errp)
+{
+    uint64_t cluster_size = (uint64_t)1 << m->cluster_bits;
+    uint64_t disk = DIV_ROUND_UP(virtual_size, cluster_size);
+    bool preallocated = m->prealloc == PREALLOC_MODE_FALLOC ||
+                        m->prealloc == PREALLOC_MODE_FULL;
+    uint64_t tables, full, data, unique, index;
+
+    if (!qcow2_table_clusters(m, virtual_size, &tables, errp)) {
+        return false;
+    }
+    full = tables + disk + qcow2_refcount_clusters(m, tables + disk);
+    if (preallocated || (src && m->has_backing)) {
+        data = disk;
+    } else {
+        data = src ? src->data_clusters : 0;
+    }
+    info->fully_allocated = full * cluster_size;
+    info->required = (full - disk + data) * cluster_size;
+    if (!m->dedup) {
+        return true;
+    }
+
+    /* Like required: refcounts sized for every cluster of the disk. */
+    unique = src ? src->stored_clusters + src->partial_clusters : 0;
+    index = dedup_index_clusters(m, disk, tables + unique,
+                                 src ? src->stored_clusters : 0);
+    data = preallocated ? disk : unique;
+    info->has_dedup = true;
+    info->dedup_required = (tables + data + index +
+                            qcow2_refcount_clusters(m, tables + disk + index))
+                           * cluster_size;
+    info->dedup_ratio = unique ? (double)(src->hashed_clusters +
+                                          src->partial_clusters) / unique
+                               : 1.0;
+    return true;
+}
+
+static void measure_print(OutputFormat output, const MeasureInfo *info)
+{
+    g_autoptr(JsonBuilder) b = NULL;
+    g_autoptr(JsonNode) root = NULL;
+
+    if (output == OFORMAT_HUMAN) {
+        printf("required size: %" PRIu64 "\n", info->required);
+        printf("fully allocated size: %" PRIu64 "\n", info->fully_allocated);
+        if (info->has_bitmaps) {
+            printf("bitmaps size: %" PRIu64 "\n", info->bitmaps);
+        }
+        if (info->has_dedup) {
+            printf("deduplicated required size: %" PRIu64 "\n",
+                   info->dedup_required);
+            printf("dedup ratio: %.2f\n", info->dedup_ratio);
+        }
+        return;
+    }
+    /* QEMU's member order; its sizes are signed (2^63 prints negative). */
+    b = json_builder_new();
+    json_builder_begin_object(b);
+    if (info->has_bitmaps) {
+        json_builder_set_member_name(b, "bitmaps");
+        json_builder_add_int_value(b, (int64_t)info->bitmaps);
+    }
+    json_builder_set_member_name(b, "required");
+    json_builder_add_int_value(b, (int64_t)info->required);
+    json_builder_set_member_name(b, "fully-allocated");
+    json_builder_add_int_value(b, (int64_t)info->fully_allocated);
+    if (info->has_dedup) {
+        json_builder_set_member_name(b, "deduplicated-required");
+        json_builder_add_int_value(b, (int64_t)info->dedup_required);
+        json_builder_set_member_name(b, "dedup-ratio");
+        json_builder_add_double_value(b, info->dedup_ratio);
+    }
+    json_builder_end_object(b);
+    root = json_builder_get_root(b);
+    print_json(root);
+}
+
+/*
+ * The target's options, checked against its creation options; only raw
+ * and qcow2 can be measured.  NULL after printing why not.
+ */
+static QDict *measure_target_opts(BlockDriver *drv, const char *options)
+{
+    g_autofree QemuOptDesc *all = bdrv_create_opts_with_protocol(drv);
+    g_autoptr(QDict) opts = NULL;
+    Error *err = NULL;
+
+    opts = options ? parse_option_list(options, &err) : qdict_new();
+    if (!opts || !qemu_opts_validate(opts, all, NULL, &err)) {
+        error_report_err(err);
+        error_report("Invalid options for file format '%s'",
+                     bdrv_driver_name(drv));
+        return NULL;
+    }
+    if (strcmp(bdrv_driver_name(drv), "raw") &&
+        strcmp(bdrv_driver_name(drv), "qcow2")) {
+        error_report("Block driver '%s' does not support size measurement",
+                     bdrv_driver_name(drv));
+        return NULL;
+    }
+    return g_steal_pointer(&opts);
+}
+
+/*
+ * Persistent bitmaps exist in qcow2 version 3 images, and measure reports
+ * their size (which we cannot read yet: always 0) when both the source and
+ * the target can have them.
+ */
+static bool can_have_bitmaps(BlockDriverState *bs)
+{
+    g_autoptr(JsonNode) info = bdrv_get_specific_info(bs);
+    JsonObject *o = info ? json_node_get_object(info) : NULL;
+    JsonObject *data;
+
+    if (!o || g_strcmp0(json_object_get_string_member_with_default(o, "type",
+                                                                   NULL),
+                        "qcow2")) {
+        return false;
+    }
+    data = json_object_get_object_member(o, "data");
+    return data && g_strcmp0(json_object_get_string_member_with_default(
+                                 data, "compat", NULL), "0.10");
+}
+
+/* Measure for the target format drv; blk is the source or NULL. */
+static int measure(BlockDriver *drv, const QDict *opts, BlockBackend *blk,
+                   int64_t size, MeasureInfo *info)
+{
+    g_autoptr(GArray) runs = g_array_new(FALSE, FALSE, sizeof(MeasureRun));
+    MeasureSource src = { .virtual_size = size, .runs = runs };
+    Qcow2Measure m = { 0 };
+    Error *err = NULL;
+    int ret;
+
+    if (!strcmp(bdrv_driver_name(drv), "raw")) {
+        /* A raw image holds the whole disk, in whole sectors. */
+        info->required = ROUND_UP((uint64_t)size, SECTOR_SIZE);
+        info->fully_allocated = info->required;
+        return 0;
+    }
+    if (!measure_qcow2_opts(opts, &m, &err)) {
+        error_report_err(err);
+        return -EINVAL;
+    }
+    if (blk) {
+        ret = measure_find_data(blk, (uint64_t)1 << m.cluster_bits, &src);
+        if (ret < 0) {
+            error_report("Could not read file metadata: %s", g_strerror(-ret));
+            return ret;
+        }
+        if (m.dedup && (ret = measure_dedup_scan(blk, &m, &src)) < 0) {
+            return ret;
+        }
+        info->has_bitmaps = m.version >= 3 && can_have_bitmaps(blk_bs(blk));
+    }
+    if (!measure_qcow2(&m, size, blk ? &src : NULL, info, &err)) {
+        error_report_err(err);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int img_measure(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
+        { "object", required_argument, NULL, OPTION_OBJECT },
+        { "output", required_argument, NULL, OPTION_OUTPUT },
+        { "size", required_argument, NULL, OPTION_SIZE },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    g_autofree char *options = NULL;
+    g_autoptr(QDict) opts = NULL;
+    const char *fmt = NULL, *out_fmt = "raw", *snapshot = NULL;
+    const char *filename = NULL;
+    bool image_opts = false, force_share = false;
+    OutputFormat output = OFORMAT_HUMAN;
+    MeasureInfo info = { 0 };
+    BlockBackend *blk = NULL;
+    BlockDriver *drv;
+    Error *err = NULL;
+    int64_t size = -1;
+    int c, ret = 1;
+
+    while ((c = getopt_long(argc, argv, ":hf:O:o:l:U", long_options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'f':
+            fmt = optarg;
+            break;
+        case 'O':
+            out_fmt = optarg;
+            break;
+        case 'o':
+            options = accumulate_options(options, optarg);
+            break;
+        case 'l':
+            snapshot = optarg;
+            break;
+        case 'U':
+            force_share = true;
+            break;
+        case OPTION_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        case OPTION_OUTPUT:
+            output = parse_output_format(optarg);
+            break;
+        case OPTION_SIZE:
+            size = cvtnum("image size", optarg);
+            if (size < 0) {
+                return 1;
+            }
+            break;
+        default:
+            common_option(c, argv);
+        }
+    }
+    if (optind < argc) {
+        filename = argv[optind];
+    }
+    if (optind + 1 < argc) {
+        error_report("At most one filename argument is allowed.");
+        return 1;
+    }
+    if (filename && size >= 0) {
+        error_report("--size N cannot be used together with a filename.");
+        return 1;
+    }
+    if (!filename && (image_opts || fmt || snapshot)) {
+        error_report("--image-opts, -f, and -l require a filename argument.");
+        return 1;
+    }
+    if (!filename && size < 0) {
+        error_report("Either --size N or one filename must be specified.");
+        return 1;
+    }
+    if (snapshot) {
+        unsupported("measure", "loading internal snapshots (-l)");
+    }
+
+    if (filename) {
+        blk = img_open(image_opts, filename, fmt, 0, false, force_share);
+        if (!blk) {
+            return 1;
+        }
+        size = blk_getlength(blk);
+        if (size < 0) {
+            error_report("Could not get size of %s: %s", filename,
+                         g_strerror(-size));
+            goto out;
+        }
+    }
+    drv = find_format(out_fmt, &err);
+    if (!drv) {
+        error_report_err(err);
+        goto out;
+    }
+    opts = measure_target_opts(drv, options);
+    if (opts && measure(drv, opts, blk, size, &info) == 0) {
+        measure_print(output, &info);
+        ret = 0;
+    }
+out:
+    blk_unref(blk);
+    return ret;
+}
+
+/* snapshot */
+
+/*
+ * Internal snapshots: the block layer has no interface to list, create,
+ * apply or delete them yet, so every action stops after opening the image.
+ */
+static int img_snapshot(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        { "help", no_argument, NULL, 'h' },
+        { "object", required_argument, NULL, OPTION_OBJECT },
+        { "image-opts", no_argument, NULL, OPTION_IMAGE_OPTS },
+        { "force-share", no_argument, NULL, 'U' },
+        { NULL, 0, NULL, 0 },
+    };
+    bool image_opts = false, force_share = false;
+    BlockBackend *blk;
+    int c, action = 0;
+
+    while ((c = getopt_long(argc, argv, ":la:c:d:hqU", long_options,
+                            NULL)) != -1) {
+        switch (c) {
+        case 'l':
+        case 'a':
+        case 'c':
+        case 'd':
+            if (action) {
+                error_exit("Cannot mix '-l', '-a', '-c', '-d'");
+            }
+            action = c;
+            break;
+        case 'q':
+            break;
+        case 'U':
+            force_share = true;
+            break;
+        case OPTION_IMAGE_OPTS:
+            image_opts = true;
+            break;
+        default:
+            common_option(c, argv);
+        }
+    }
+    if (optind != argc - 1) {
+        error_exit("Expecting one image file name");
+    }
+    action = action ? action : 'l';
+    blk = img_open(image_opts, argv[optind], NULL,
+                   action == 'l' ? 0 : BDRV_O_RDWR, false, force_share);
+    if (!blk) {
+        return 1;
+    }
+    blk_unref(blk);
+    unsupported("snapshot", action == 'l' ? "listing snapshots (-l)"
+                : action == 'a' ? "applying snapshots (-a)"
+                : action == 'c' ? "creating snapshots (-c)"
+                : "deleting snapshots (-d)");
+}
+
 /* Commands and main */
 
 static int img_unsupported(int argc, char **argv)
@@ -2452,8 +3316,8 @@ static const ImgCmd img_cmds[] = {
     { "dd", img_unsupported },
     { "info", img_info },
     { "map", img_map },
-    { "measure", img_unsupported },
-    { "snapshot", img_unsupported },
+    { "measure", img_measure },
+    { "snapshot", img_snapshot },
     { "rebase", img_unsupported },
     { "resize", img_resize },
     { NULL, NULL },
