@@ -134,7 +134,6 @@ static bool check_l2_entry(CheckState *cs, uint64_t *entry, bool active)
             cs->res->bfi.allocated_clusters++;
             cs->res->bfi.compressed_clusters++;
             cs->res->bfi.fragmented_clusters++;
-            cs->next_contiguous = 0;
         }
         return inc_refs(cs, coffset, csize) < 0 &&
                (cs->fix & BDRV_FIX_ERRORS);

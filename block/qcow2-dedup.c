@@ -97,6 +97,9 @@ typedef struct DedupExtension {
     uint32_t rmap_table_clusters;
 } DedupExtension;
 
+static void default_geometry(BDRVQcow2State *s, const Qcow2DedupOptions *o,
+                             int *bucket_bits, uint32_t *max_incarnations);
+
 static uint64_t dedup_refcount_limit(BDRVQcow2State *s)
 {
     /* Leave half the range for snapshots and other sharing. */
@@ -592,56 +595,6 @@ int qcow2_dedup_count_refs(BlockDriverState *bs,
     return 0;
 }
 
-int qcow2_dedup_open(BlockDriverState *bs, int flags, Error **errp)
-{
-    BDRVQcow2State *s = bs->opaque;
-    DedupExtension e;
-    Error *local_err = NULL;
-    Qcow2Dedup *d;
-    int ret;
-
-    if (!s->dedup_ext) {
-        return 0;
-    }
-    if (!(s->autoclear_features & QCOW2_AUTOCLEAR_DEDUP)) {
-        /* Another program wrote the image: the index is not to be trusted. */
-        s->dedup_stale = true;
-        return 0;
-    }
-    if (!parse_extension(bs, s->dedup_ext, s->dedup_ext_len, &e, &local_err)) {
-        warn_report("qcow2: deduplication disabled: %s",
-                    error_get_pretty(local_err));
-        error_free(local_err);
-        s->dedup_stale = true;
-        return 0;
-    }
-    d = dedup_new(bs, &e);
-    s->dedup = d;
-    ret = rmap_load_table(bs, d);
-    if (ret == 0) {
-        ret = load_directory(bs, d, &local_err);
-    } else {
-        error_setg_errno(&local_err, -ret, "dedup reverse map unreadable");
-    }
-    if (ret < 0) {
-        warn_report("qcow2: deduplication disabled: %s",
-                    error_get_pretty(local_err));
-        error_free(local_err);
-        dedup_free(d);
-        s->dedup = NULL;
-        s->dedup_stale = true;
-        return 0;
-    }
-    d->ls = qcow2_log_store_new(d->next_id, d->bucket_bits);
-    d->journal = qcow2_journal_new(bs->file, d->journal_offset,
-                                   (uint64_t)d->journal_clusters <<
-                                   s->cluster_bits, d->journal_generation);
-    dedup_metadata_add(bs);
-    (void)flags;
-    (void)errp;
-    return 0;
-}
-
 /* Replay (after any repair of a dirty image) */
 
 typedef struct ReplayState {
@@ -677,6 +630,190 @@ static int replay_record(const Qcow2JournalRecord *r, void *opaque)
     rs->applied++;
     /* Replay may place an entry in another bucket: keep the map exact. */
     return rmap_set(bs, r->cluster, qcow2_dedup_loc_pack(&loc));
+}
+
+typedef struct DedupExtent {
+    uint64_t offset;
+    uint64_t size;
+} DedupExtent;
+
+static int collect_extent(void *opaque, uint64_t offset, uint64_t size)
+{
+    DedupExtent ext = { offset, size };
+
+    g_array_append_val((GArray *)opaque, ext);
+    return 0;
+}
+
+/* True if an active L2 entry maps guest data into one of the clusters. */
+static bool regions_hold_guest_data(BlockDriverState *bs, GHashTable *clusters)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    for (int i = 0; i < s->l1_size; i++) {
+        uint64_t l2 = s->l1_table[i] & L1E_OFFSET_MASK;
+        void *table;
+        bool hit = false;
+
+        if (!l2 || qcow2_cache_get(bs, s->l2_table_cache, l2, &table) < 0) {
+            continue;
+        }
+        for (int j = 0; j < s->l2_size && !hit; j++) {
+            uint64_t e = ldq_be_p((uint64_t *)table + j);
+            uint64_t host = qcow2_l2_host_offset(e);
+            if (!(e & QCOW_OFLAG_COMPRESSED) && host) {
+                hit = g_hash_table_contains(clusters, GSIZE_TO_POINTER(
+                                                host >> s->cluster_bits));
+            }
+        }
+        qcow2_cache_put(s->l2_table_cache, &table);
+        if (hit) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/*
+ * The index structures must lie inside the file, apart from each other and
+ * from every other metadata and guest cluster; otherwise writing them would
+ * destroy data (a damaged or forged extension or directory).
+ */
+static bool regions_valid(BlockDriverState *bs, bool writable, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    g_autoptr(GArray) extents = g_array_new(FALSE, FALSE, sizeof(DedupExtent));
+    g_autoptr(GHashTable) clusters = g_hash_table_new(g_direct_hash,
+                                                      g_direct_equal);
+    int64_t file_len = bdrv_getlength(bs->file);
+
+    qcow2_dedup_count_refs(bs, collect_extent, extents);
+    for (guint i = 0; i < extents->len; i++) {
+        DedupExtent *e = &g_array_index(extents, DedupExtent, i);
+        if (file_len < 0 || e->offset + e->size < e->offset ||
+            e->offset + e->size > (uint64_t)file_len) {
+            error_setg(errp, "dedup index structure at %#" PRIx64
+                       " lies outside the image", e->offset);
+            return false;
+        }
+        if (qcow2_metadata_overlaps(bs, e->offset, e->size)) {
+            error_setg(errp, "dedup index structure at %#" PRIx64
+                       " overlaps other metadata", e->offset);
+            return false;
+        }
+        for (uint64_t c = e->offset >> s->cluster_bits;
+             c < (e->offset + e->size) >> s->cluster_bits; c++) {
+            if (!g_hash_table_add(clusters, GSIZE_TO_POINTER(c))) {
+                error_setg(errp, "dedup index structures overlap");
+                return false;
+            }
+        }
+    }
+    if (writable && regions_hold_guest_data(bs, clusters)) {
+        error_setg(errp, "dedup index structures overlap guest data");
+        return false;
+    }
+    return true;
+}
+
+void qcow2_dedup_stale_options(BlockDriverState *bs, Qcow2DedupOptions *o)
+{
+    BDRVQcow2State *s = bs->opaque;
+    DedupExtension e;
+
+    memset(o, 0, sizeof(*o));
+    /* Keep what the user chose if the extension still says it. */
+    if (s->dedup_ext &&
+        parse_extension(bs, s->dedup_ext, s->dedup_ext_len, &e, NULL)) {
+        o->verify = e.flags & DEDUP_FLAG_VERIFY;
+        o->log_entries = (uint64_t)QCOW2_DEDUP_BUCKET_SLOTS << e.bucket_bits;
+        o->max_incarnations = e.max_incarnations;
+    }
+}
+
+int qcow2_dedup_set_verify(BlockDriverState *bs, bool verify)
+{
+    BDRVQcow2State *s = bs->opaque;
+
+    if (!s->dedup) {
+        return -ENOTSUP;
+    }
+    if (verify) {
+        s->dedup->flags |= DEDUP_FLAG_VERIFY;
+    } else {
+        s->dedup->flags &= ~DEDUP_FLAG_VERIFY;
+    }
+    return qcow2_update_header(bs);
+}
+
+bool qcow2_dedup_geometry_differs(BlockDriverState *bs,
+                                  const Qcow2DedupOptions *o)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int bits;
+    uint32_t max;
+
+    default_geometry(s, o, &bits, &max);
+    return s->dedup && (o->log_entries || o->max_incarnations) &&
+           (bits != s->dedup->bucket_bits ||
+            max != s->dedup->max_incarnations);
+}
+
+int qcow2_dedup_open(BlockDriverState *bs, int flags, Error **errp)
+{
+    BDRVQcow2State *s = bs->opaque;
+    DedupExtension e;
+    Error *local_err = NULL;
+    Qcow2Dedup *d;
+    int ret;
+
+    if (!s->dedup_ext) {
+        return 0;
+    }
+    if (!(s->autoclear_features & QCOW2_AUTOCLEAR_DEDUP)) {
+        /* Another program wrote the image: the index is not to be trusted. */
+        s->dedup_stale = true;
+        return 0;
+    }
+    if (!parse_extension(bs, s->dedup_ext, s->dedup_ext_len, &e, &local_err)) {
+        warn_report("qcow2: deduplication disabled: %s",
+                    error_get_pretty(local_err));
+        error_free(local_err);
+        s->dedup_stale = true;
+        return 0;
+    }
+    d = dedup_new(bs, &e);
+    s->dedup = d;
+    ret = rmap_load_table(bs, d);
+    if (ret == 0) {
+        ret = load_directory(bs, d, &local_err);
+    } else {
+        error_setg_errno(&local_err, -ret, "dedup reverse map unreadable");
+    }
+    if (ret == 0 && !regions_valid(bs, flags & BDRV_O_RDWR, &local_err)) {
+        ret = -EINVAL;
+    }
+    if (ret < 0) {
+        warn_report("qcow2: deduplication disabled: %s",
+                    error_get_pretty(local_err));
+        error_free(local_err);
+        dedup_free(d);
+        s->dedup = NULL;
+        s->dedup_stale = true;
+        return 0;
+    }
+    d->ls = qcow2_log_store_new(d->next_id, d->bucket_bits);
+    d->journal = qcow2_journal_new(bs->file, d->journal_offset,
+                                   (uint64_t)d->journal_clusters <<
+                                   s->cluster_bits, d->journal_generation);
+    dedup_metadata_add(bs);
+    if (!(flags & BDRV_O_RDWR) || (flags & BDRV_O_CHECK)) {
+        /* Not started: replay into memory only (metrics, check). */
+        ReplayState rs = { .bs = bs };
+        qcow2_journal_replay(d->journal, replay_record, &rs);
+    }
+    (void)errp;
+    return 0;
 }
 
 /*
@@ -809,10 +946,13 @@ static int index_remove(BlockDriverState *bs, uint64_t cluster,
         ret = qcow2_hash_store_remove(d->hs, &loc, cluster);
         ret = ret < 0 ? ret : 0;
     }
-    if (ret == 0) {
+    /*
+     * The REMOVE is an optimisation (replay also checks the map), and
+     * before the journal was replayed it may not be appended to.
+     */
+    if (ret == 0 && d->writable) {
         ret = qcow2_journal_append_remove(d->journal, cluster, &loc);
         if (ret == -ENOSPC) {
-            /* The REMOVE is an optimisation; the map is what counts. */
             ret = 0;
         }
     }
@@ -937,7 +1077,8 @@ void qcow2_dedup_cluster_freed(BlockDriverState *bs, uint64_t cluster_index)
     Qcow2Dedup *d = s->dedup;
     uint64_t record;
 
-    if (!d || !d->writable) {
+    /* Also while a repair runs before the index is started. */
+    if (!d || bs->read_only) {
         return;
     }
     if (rmap_get(bs, cluster_index, &record) < 0 || !record) {
@@ -1071,18 +1212,19 @@ static int classify_cluster(DedupBatch *b, int i)
         return ret;
     }
     if (ret > 0 && hit_usable(bs, cluster, &refcount)) {
-        d->hits++;
-        d->stat_deduplicated++;
         ret = take_reference(bs, cluster);
         if (ret < 0) {
             return ret;
         }
         c->host = cluster << s->cluster_bits;
+        d->hits++;
         if (d->flags & DEDUP_FLAG_VERIFY) {
+            /* Counted as deduplicated once the content is confirmed. */
             c->kind = DC_VERIFY;
             c->meta = qcow2_register_alloc(bs, c->guest, 1, c->host);
             return 0;
         }
+        d->stat_deduplicated++;
         c->kind = DC_DONE;
         return qcow2_link_existing_cluster(bs, c->guest, c->host, false);
     }
@@ -1194,6 +1336,7 @@ static int finish_batch(DedupBatch *b, int write_ret, const bool *mismatch)
             break;
         case DC_VERIFY:
             if (ret == 0 && !mismatch[i]) {
+                d->stat_deduplicated++;
                 ret = qcow2_link_existing_cluster(bs, c->guest, c->host,
                                                   false);
             } else {
@@ -1368,8 +1511,12 @@ int qcow2_dedup_close(BlockDriverState *bs)
     Qcow2Dedup *d = s->dedup;
     int ret;
 
-    if (!d || !d->writable) {
+    if (!d) {
         return 0;
+    }
+    if (!d->writable) {
+        /* A repair may have cleared reverse records. */
+        return bs->read_only ? 0 : qcow2_cache_write(bs, d->rmap_cache);
     }
     ret = qcow2_dedup_flush(bs);
     if (ret == 0) {
@@ -1491,19 +1638,6 @@ int qcow2_dedup_enable(BlockDriverState *bs, const Qcow2DedupOptions *o,
         d->writable = true;
         s->use_lazy_refcounts = true;
     }
-    return 0;
-}
-
-typedef struct DedupExtent {
-    uint64_t offset;
-    uint64_t size;
-} DedupExtent;
-
-static int collect_extent(void *opaque, uint64_t offset, uint64_t size)
-{
-    DedupExtent ext = { offset, size };
-
-    g_array_append_val((GArray *)opaque, ext);
     return 0;
 }
 
@@ -1635,6 +1769,7 @@ bool qcow2_dedup_query(BlockDriverState *bs, JsonBuilder *b)
     add_int(b, "hits", d->hits);
     add_int(b, "misses", d->misses);
     add_int(b, "saturated", d->saturated);
+    add_int(b, "verify-failures", d->verify_failures);
     add_int(b, "filter-false-positives", st.false_positives);
     add_int(b, "index-metadata-reads", st.metadata_reads);
     return true;
@@ -1695,6 +1830,37 @@ static int check_entry(const Qcow2IndexEntry *e, const Qcow2IndexLocation *loc,
     return 0;
 }
 
+/* The entries of the log store (as replayed), checked like the others. */
+static void check_log_store(DedupCheck *dc)
+{
+    Qcow2Dedup *d = ((BDRVQcow2State *)dc->bs->opaque)->dedup;
+    const Qcow2IndexEntry *slots = qcow2_log_store_slots(d->ls);
+    uint64_t n = (uint64_t)QCOW2_DEDUP_BUCKET_SLOTS << d->bucket_bits;
+
+    for (uint64_t i = 0; i < n; i++) {
+        if (slots[i].cluster) {
+            Qcow2IndexLocation loc = {
+                .id = qcow2_log_store_id(d->ls),
+                .bucket = i / QCOW2_DEDUP_BUCKET_SLOTS,
+                .tag = qcow2_dedup_tag(&slots[i].hash),
+            };
+            uint64_t record;
+            /* The record may name the entry's other bucket. */
+            if (rmap_get(dc->bs, slots[i].cluster, &record) == 0 && record) {
+                Qcow2IndexLocation rec;
+                qcow2_dedup_loc_unpack(record, &rec);
+                if (rec.id == loc.id && rec.tag == loc.tag &&
+                    (rec.bucket == loc.bucket ||
+                     qcow2_dedup_alt_bucket(rec.bucket, rec.tag,
+                                            d->bucket_bits) == loc.bucket)) {
+                    loc.bucket = rec.bucket;
+                }
+            }
+            check_entry(&slots[i], &loc, dc);
+        }
+    }
+}
+
 int qcow2_dedup_check(BlockDriverState *bs, BdrvCheckResult *res,
                       BdrvCheckMode fix, bool deep)
 {
@@ -1707,6 +1873,7 @@ int qcow2_dedup_check(BlockDriverState *bs, BdrvCheckResult *res,
         return 0;
     }
     dc.bad = g_array_new(FALSE, FALSE, sizeof(BadEntry));
+    check_log_store(&dc);
     ret = qcow2_hash_store_foreach(d->hs, check_entry, &dc);
     if (ret < 0) {
         res->check_errors++;
@@ -1714,7 +1881,8 @@ int qcow2_dedup_check(BlockDriverState *bs, BdrvCheckResult *res,
     for (guint i = 0; i < dc.bad->len && (fix & BDRV_FIX_ERRORS) &&
                       !bs->read_only; i++) {
         BadEntry *e = &g_array_index(dc.bad, BadEntry, i);
-        if (qcow2_hash_store_remove(d->hs, &e->loc, e->cluster) >= 0) {
+        /* Also clear the record, so a replay cannot bring it back. */
+        if (index_remove(bs, e->cluster, qcow2_dedup_loc_pack(&e->loc)) == 0) {
             res->corruptions--;
             res->corruptions_fixed++;
         }

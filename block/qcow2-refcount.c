@@ -93,6 +93,21 @@ void qcow2_metadata_remove(BlockDriverState *bs, uint64_t offset,
     }
 }
 
+bool qcow2_metadata_overlaps(BlockDriverState *bs, uint64_t offset,
+                             uint64_t size)
+{
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t first = offset >> s->cluster_bits;
+    uint64_t last = (offset + MAX(size, 1) - 1) >> s->cluster_bits;
+
+    for (uint64_t c = first; c <= last; c++) {
+        if (g_hash_table_contains(s->metadata_clusters, GSIZE_TO_POINTER(c))) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int qcow2_check_data_write(BlockDriverState *bs, uint64_t offset,
                            uint64_t size)
 {

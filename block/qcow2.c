@@ -595,13 +595,14 @@ static int check_incompatible_features(BlockDriverState *bs, uint64_t incompat,
 static int reset_stale_dedup(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;
-    Qcow2DedupOptions o = { 0 };
+    Qcow2DedupOptions o;
     BdrvCheckResult res;
     int ret;
 
     warn_report("qcow2: the deduplication index was invalidated by another "
                 "program; starting a new one (run 'qemu-img amend -o "
                 "dedup=sha256' to index the existing data again)");
+    qcow2_dedup_stale_options(bs, &o);
     g_free(s->dedup_ext);
     s->dedup_ext = NULL;
     s->dedup_stale = false;
@@ -1580,6 +1581,15 @@ static int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
 
     g_mutex_lock(&s->lock);
     ret = qcow2_check_refcounts(bs, res, fix);
+    if (ret == 0 && (fix & BDRV_FIX_ERRORS) && !bs->read_only &&
+        s->dedup_stale && !res->corruptions && !res->check_errors) {
+        /* Its clusters were freed as leaks: drop the extension too. */
+        g_free(s->dedup_ext);
+        s->dedup_ext = NULL;
+        s->dedup_stale = false;
+        s->autoclear_features &= ~QCOW2_AUTOCLEAR_DEDUP;
+        ret = qcow2_update_header(bs);
+    }
     if (ret == 0 && (fix & (BDRV_FIX_LEAKS | BDRV_FIX_ERRORS)) &&
         !bs->read_only && !res->corruptions &&
         !res->check_errors) {
@@ -2206,22 +2216,41 @@ static int amend_dedup(BlockDriverState *bs, QDict *opts,
     if (!enable) {
         return qcow2_dedup_disable(bs, errp);
     }
+    if (!s->dedup && !qdict_haskey(opts, "dedup")) {
+        error_setg(errp, "The image has no deduplication; use -o dedup=sha256");
+        return -EINVAL;
+    }
+    if (qcow2_dedup_geometry_differs(bs, &o)) {
+        /* Another geometry is another index: rebuild it from the data. */
+        ret = qcow2_dedup_disable(bs, errp);
+        if (ret < 0) {
+            return ret;
+        }
+    }
     if (!s->dedup) {
         ret = qcow2_dedup_enable(bs, &o, errp);
         if (ret < 0) {
             return ret;
         }
-        ret = qcow2_mark_dirty(bs);
-        if (ret == 0) {
-            /* Offline deduplication of what the image already holds. */
-            ret = qcow2_dedup_index_existing(bs, true, cb, opaque);
-        }
+    } else if (qdict_haskey(opts, "dedup_verify")) {
+        ret = qcow2_dedup_set_verify(bs, o.verify);
         if (ret < 0) {
-            error_setg_errno(errp, -ret, "Could not index the existing data");
+            error_setg_errno(errp, -ret, "Could not update the dedup state");
             return ret;
         }
     }
-    return 0;
+    if (!qdict_haskey(opts, "dedup")) {
+        return 0;
+    }
+    /* Offline deduplication of what the image already holds. */
+    ret = qcow2_mark_dirty(bs);
+    if (ret == 0) {
+        ret = qcow2_dedup_index_existing(bs, true, cb, opaque);
+    }
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not index the existing data");
+    }
+    return ret;
 }
 
 static const char *const qcow2_amendable[] = {

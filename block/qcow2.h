@@ -346,6 +346,9 @@ void qcow2_metadata_add(BlockDriverState *bs, uint64_t offset, uint64_t size);
 void qcow2_metadata_remove(BlockDriverState *bs, uint64_t offset,
                            uint64_t size);
 int qcow2_metadata_build(BlockDriverState *bs);
+/* Whether [offset, offset + size) touches a known metadata cluster. */
+bool qcow2_metadata_overlaps(BlockDriverState *bs, uint64_t offset,
+                             uint64_t size);
 /* -EIO (image marked corrupt) if [offset, offset + size) hits metadata. */
 int qcow2_check_data_write(BlockDriverState *bs, uint64_t offset,
                            uint64_t size);
@@ -442,6 +445,12 @@ void qcow2_dedup_free(BlockDriverState *bs);
 int qcow2_dedup_enable(BlockDriverState *bs, const Qcow2DedupOptions *o,
                        Error **errp);
 int qcow2_dedup_disable(BlockDriverState *bs, Error **errp);
+/* The options a stale or damaged extension still records (else defaults). */
+void qcow2_dedup_stale_options(BlockDriverState *bs, Qcow2DedupOptions *o);
+int qcow2_dedup_set_verify(BlockDriverState *bs, bool verify);
+/* Whether o asks for another index geometry than the image has. */
+bool qcow2_dedup_geometry_differs(BlockDriverState *bs,
+                                  const Qcow2DedupOptions *o);
 size_t qcow2_dedup_serialize_ext(BlockDriverState *bs, uint8_t *buf);
 /* Writes go through the index (enabled, writable, not paused). */
 bool qcow2_dedup_active(BlockDriverState *bs);
