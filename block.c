@@ -636,6 +636,24 @@ int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi)
     return bs->drv->bdrv_get_info(bs, bdi);
 }
 
+int bdrv_snapshot_list(BlockDriverState *bs, QEMUSnapshotInfo **list)
+{
+    *list = NULL;
+    if (!bs->drv->bdrv_snapshot_list) {
+        return 0;
+    }
+    return bs->drv->bdrv_snapshot_list(bs, list);
+}
+
+void bdrv_snapshot_list_free(QEMUSnapshotInfo *list, int n)
+{
+    for (int i = 0; i < n; i++) {
+        g_free(list[i].id_str);
+        g_free(list[i].name);
+    }
+    g_free(list);
+}
+
 JsonNode *bdrv_get_specific_info(BlockDriverState *bs)
 {
     g_autoptr(JsonBuilder) b = NULL;

@@ -3233,9 +3233,26 @@ out:
 
 /* snapshot */
 
+static void list_snapshots(BlockDriverState *bs)
+{
+    g_autoptr(GString) out = g_string_new(NULL);
+    QEMUSnapshotInfo *list;
+    int n = bdrv_snapshot_list(bs, &list);
+
+    if (n > 0) {
+        g_string_append(out, "Snapshot list:\n");
+        bdrv_snapshot_dump_header(out);
+        for (int i = 0; i < n; i++) {
+            bdrv_snapshot_dump(out, &list[i]);
+        }
+        fputs(out->str, stdout);
+    }
+    bdrv_snapshot_list_free(list, MAX(n, 0));
+}
+
 /*
- * Internal snapshots: the block layer has no interface to list, create,
- * apply or delete them yet, so every action stops after opening the image.
+ * Internal snapshots: listing works; creating, applying and deleting them
+ * is not supported yet, so those actions stop after opening the image.
  */
 static int img_snapshot(int argc, char **argv)
 {
@@ -3283,9 +3300,13 @@ static int img_snapshot(int argc, char **argv)
     if (!blk) {
         return 1;
     }
+    if (action == 'l') {
+        list_snapshots(blk_bs(blk));
+        blk_unref(blk);
+        return 0;
+    }
     blk_unref(blk);
-    unsupported("snapshot", action == 'l' ? "listing snapshots (-l)"
-                : action == 'a' ? "applying snapshots (-a)"
+    unsupported("snapshot", action == 'a' ? "applying snapshots (-a)"
                 : action == 'c' ? "creating snapshots (-c)"
                 : "deleting snapshots (-d)");
 }

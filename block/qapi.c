@@ -42,6 +42,57 @@ static void add_str(JsonBuilder *b, const char *key, const char *v)
     json_builder_add_string_value(b, v);
 }
 
+/* QEMU's SnapshotInfo members, in the order its tools print them. */
+static void add_snapshots(JsonBuilder *b, BlockDriverState *bs)
+{
+    QEMUSnapshotInfo *list;
+    int n = bdrv_snapshot_list(bs, &list);
+
+    if (n > 0) {
+        json_builder_set_member_name(b, "snapshots");
+        json_builder_begin_array(b);
+        for (int i = 0; i < n; i++) {
+            json_builder_begin_object(b);
+            if (list[i].icount != UINT64_MAX) {
+                add_int(b, "icount", list[i].icount);
+            }
+            add_int(b, "vm-clock-nsec", list[i].vm_clock_nsec % 1000000000);
+            add_str(b, "name", list[i].name);
+            add_int(b, "date-sec", list[i].date_sec);
+            add_int(b, "date-nsec", list[i].date_nsec);
+            add_int(b, "vm-clock-sec", list[i].vm_clock_nsec / 1000000000);
+            add_str(b, "id", list[i].id_str);
+            add_int(b, "vm-state-size", list[i].vm_state_size);
+            json_builder_end_object(b);
+        }
+        json_builder_end_array(b);
+    }
+    bdrv_snapshot_list_free(list, MAX(n, 0));
+}
+
+void bdrv_snapshot_dump_header(GString *out)
+{
+    g_string_append_printf(out, "%-10s%-16s%9s%20s%13s%11s\n", "ID", "TAG",
+                           "VM SIZE", "DATE", "VM CLOCK", "ICOUNT");
+}
+
+void bdrv_snapshot_dump(GString *out, const QEMUSnapshotInfo *sn)
+{
+    g_autofree char *vm_size = size_to_str(sn->vm_state_size);
+    g_autofree char *icount = sn->icount == UINT64_MAX ? g_strdup("")
+                              : g_strdup_printf("%" PRIu64, sn->icount);
+    g_autoptr(GDateTime) date = g_date_time_new_from_unix_local(sn->date_sec);
+    g_autofree char *date_str = g_date_time_format(date, "%Y-%m-%d %H:%M:%S");
+    uint64_t ms = sn->vm_clock_nsec / 1000000;
+    g_autofree char *clock = g_strdup_printf("%02" PRIu64 ":%02" PRIu64 ":%02"
+                                             PRIu64 ".%03" PRIu64,
+                                             ms / 3600000, ms / 60000 % 60,
+                                             ms / 1000 % 60, ms % 1000);
+
+    g_string_append_printf(out, "%-10s%-16s%9s%20s%13s%11s\n", sn->id_str,
+                           sn->name, vm_size, date_str, clock, icount);
+}
+
 JsonNode *bdrv_image_info(BlockDriverState *bs, Error **errp)
 {
     g_autoptr(JsonBuilder) b = json_builder_new();
@@ -59,6 +110,7 @@ JsonNode *bdrv_image_info(BlockDriverState *bs, Error **errp)
         return NULL;
     }
     json_builder_begin_object(b);
+    add_snapshots(b, bs);
     if (backing[0] && backing_fmt[0]) {
         add_str(b, "backing-filename-format", backing_fmt);
     }
@@ -93,6 +145,28 @@ static const char *member_str(JsonObject *o, const char *key)
 {
     return json_object_has_member(o, key)
            ? json_object_get_string_member(o, key) : NULL;
+}
+
+static void dump_snapshots(GString *out, JsonArray *arr)
+{
+    g_string_append(out, "Snapshot list:\n");
+    bdrv_snapshot_dump_header(out);
+    for (guint i = 0; i < json_array_get_length(arr); i++) {
+        JsonObject *j = json_array_get_object_element(arr, i);
+        QEMUSnapshotInfo sn = {
+            .id_str = (char *)json_object_get_string_member(j, "id"),
+            .name = (char *)json_object_get_string_member(j, "name"),
+            .vm_state_size = json_object_get_int_member(j, "vm-state-size"),
+            .date_sec = json_object_get_int_member(j, "date-sec"),
+            .vm_clock_nsec = json_object_get_int_member(j, "vm-clock-sec") *
+                             1000000000ULL +
+                             json_object_get_int_member(j, "vm-clock-nsec"),
+            .icount = json_object_has_member(j, "icount")
+                      ? (uint64_t)json_object_get_int_member(j, "icount")
+                      : UINT64_MAX,
+        };
+        bdrv_snapshot_dump(out, &sn);
+    }
 }
 
 void bdrv_image_info_dump(GString *out, JsonNode *info)
@@ -132,6 +206,9 @@ void bdrv_image_info_dump(GString *out, JsonNode *info)
     }
     if (backing_fmt) {
         g_string_append_printf(out, "backing file format: %s\n", backing_fmt);
+    }
+    if (json_object_has_member(o, "snapshots")) {
+        dump_snapshots(out, json_object_get_array_member(o, "snapshots"));
     }
     if (json_object_has_member(o, "format-specific")) {
         JsonObject *spec = json_object_get_object_member(o, "format-specific");

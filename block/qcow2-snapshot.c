@@ -119,6 +119,27 @@ static int read_one_snapshot(BlockDriverState *bs, uint64_t *offset,
     return 0;
 }
 
+int qcow2_snapshot_list(BlockDriverState *bs, QEMUSnapshotInfo **list)
+{
+    BDRVQcow2State *s = bs->opaque;
+    QEMUSnapshotInfo *out = g_new0(QEMUSnapshotInfo, MAX(s->nb_snapshots, 1));
+
+    for (int i = 0; i < s->nb_snapshots; i++) {
+        const QCowSnapshot *sn = &s->snapshots[i];
+        out[i] = (QEMUSnapshotInfo) {
+            .id_str = g_strdup(sn->id_str),
+            .name = g_strdup(sn->name),
+            .vm_state_size = sn->vm_state_size,
+            .date_sec = sn->date_sec,
+            .date_nsec = sn->date_nsec,
+            .vm_clock_nsec = sn->vm_clock_nsec,
+            .icount = sn->icount,
+        };
+    }
+    *list = out;
+    return s->nb_snapshots;
+}
+
 int qcow2_read_snapshots(BlockDriverState *bs, Error **errp)
 {
     BDRVQcow2State *s = bs->opaque;

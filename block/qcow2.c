@@ -2445,6 +2445,7 @@ BlockDriver bdrv_qcow2 = {
     .bdrv_truncate = qcow2_truncate,
     .bdrv_check = qcow2_check,
     .bdrv_get_info = qcow2_get_info,
+    .bdrv_snapshot_list = qcow2_snapshot_list,
     .bdrv_vmstate_rw = qcow2_vmstate_rw,
     .bdrv_get_specific_info = qcow2_get_specific_info,
     .bdrv_amend_options = qcow2_amend_options,

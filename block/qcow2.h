@@ -485,6 +485,7 @@ int qcow2_plain_pwritev(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 /* qcow2-snapshot.c */
 int qcow2_read_snapshots(BlockDriverState *bs, Error **errp);
 void qcow2_free_snapshots(BlockDriverState *bs);
+int qcow2_snapshot_list(BlockDriverState *bs, QEMUSnapshotInfo **list);
 
 /* qcow2-threads.c */
 int qcow2_decompress(uint8_t compression_type, void *dest, size_t dest_size,

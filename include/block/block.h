@@ -89,6 +89,17 @@ typedef struct BdrvCheckResult {
     BlockFragInfo bfi;
 } BdrvCheckResult;
 
+/* An internal snapshot, as listed by bdrv_snapshot_list(). */
+typedef struct QEMUSnapshotInfo {
+    char *id_str;
+    char *name;
+    uint64_t vm_state_size;
+    uint32_t date_sec;
+    uint32_t date_nsec;
+    uint64_t vm_clock_nsec;
+    uint64_t icount;            /* UINT64_MAX: not recorded */
+} QEMUSnapshotInfo;
+
 typedef struct BlockDriverInfo {
     int cluster_size;
     int64_t vm_state_offset;
@@ -211,6 +222,12 @@ int bdrv_is_allocated_above(BlockDriverState *top, BlockDriverState *base,
 /* Maintenance */
 int bdrv_check(BlockDriverState *bs, BdrvCheckResult *res, BdrvCheckMode fix);
 int bdrv_get_info(BlockDriverState *bs, BlockDriverInfo *bdi);
+/*
+ * The internal snapshots of bs: their number (0 for formats without any),
+ * with *list set to a new array; free it with bdrv_snapshot_list_free().
+ */
+int bdrv_snapshot_list(BlockDriverState *bs, QEMUSnapshotInfo **list);
+void bdrv_snapshot_list_free(QEMUSnapshotInfo *list, int n);
 /* Format-specific information as a JSON object {"type":.., "data":{..}}, or NULL. */
 JsonNode *bdrv_get_specific_info(BlockDriverState *bs);
 int bdrv_amend_options(BlockDriverState *bs, QDict *opts,

@@ -78,6 +78,7 @@ struct BlockDriver {
     int (*bdrv_check)(BlockDriverState *bs, BdrvCheckResult *res,
                       BdrvCheckMode fix);
     int (*bdrv_get_info)(BlockDriverState *bs, BlockDriverInfo *bdi);
+    int (*bdrv_snapshot_list)(BlockDriverState *bs, QEMUSnapshotInfo **list);
     /* VM state I/O; formats without a VM state area leave these NULL. */
     int (*bdrv_vmstate_rw)(BlockDriverState *bs, QEMUIOVector *qiov,
                            int64_t pos, bool write);

@@ -21,6 +21,10 @@ JsonNode *bdrv_image_info(BlockDriverState *bs, Error **errp);
  */
 void bdrv_image_info_dump(GString *out, JsonNode *info);
 
+/* The "ID TAG VM SIZE DATE VM CLOCK ICOUNT" table of internal snapshots. */
+void bdrv_snapshot_dump_header(GString *out);
+void bdrv_snapshot_dump(GString *out, const QEMUSnapshotInfo *sn);
+
 /*
  * The path under which a backing file named backing is found for an image
  * opened as image_filename: backing itself when absolute or when the image
