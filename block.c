@@ -577,6 +577,13 @@ BlockDriverState *bdrv_open(const char *filename, QDict *options, int flags,
 
 /* Creation */
 
+void bdrv_create_opts_defaults(BlockDriver *drv, QDict *opts)
+{
+    if (drv->bdrv_create_defaults) {
+        drv->bdrv_create_defaults(opts);
+    }
+}
+
 int bdrv_create(BlockDriver *drv, const char *filename, QDict *opts,
                 Error **errp)
 {

@@ -567,6 +567,7 @@ static int create_image(const char *filename, const char *fmt,
     if (!qemu_opts_validate(opts, all, NULL, errp)) {
         return -EINVAL;
     }
+    bdrv_create_opts_defaults(drv, opts);
     if (qdict_haskey(opts, "size")) {
         if (size >= 0) {
             error_setg(errp, "The image size must be specified only once");
@@ -2146,6 +2147,7 @@ static bool convert_create_target(const ConvertOptions *o, BlockDriver *drv,
     if (!opts || !qemu_opts_validate(opts, all, NULL, errp)) {
         return false;
     }
+    bdrv_create_opts_defaults(drv, opts);
     qdict_put_int(opts, "size", size);
     if (o->backing) {
         if (!qemu_opt_find_desc(all, "backing_file")) {
@@ -3061,6 +3063,7 @@ static QDict *measure_target_opts(BlockDriver *drv, const char *options)
                      bdrv_driver_name(drv));
         return NULL;
     }
+    bdrv_create_opts_defaults(drv, opts);
     return g_steal_pointer(&opts);
 }
 

@@ -163,6 +163,13 @@ const char *bdrv_get_backing_format(const BlockDriverState *bs);
 bool bdrv_is_read_only(const BlockDriverState *bs);
 int bdrv_get_flags(const BlockDriverState *bs);
 
+/*
+ * Fill in create option defaults that depend on other options (qcow2:
+ * deduplicated images default to 4 KiB clusters).  Call before printing or
+ * using the options.
+ */
+void bdrv_create_opts_defaults(BlockDriver *drv, QDict *opts);
+
 /* Image creation: create the file with the protocol, then the format. */
 int bdrv_create(BlockDriver *drv, const char *filename, QDict *opts,
                 Error **errp);

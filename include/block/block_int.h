@@ -48,6 +48,8 @@ struct BlockDriver {
     /* Formats: lay the format down on the open, empty, writable file. */
     int (*bdrv_create)(BlockDriverState *file, QDict *opts, Error **errp);
     const QemuOptDesc *create_opts;
+    /* See bdrv_create_opts_defaults(). */
+    void (*bdrv_create_defaults)(QDict *opts);
     /* Options qemu-img amend accepts (NULL: amend unsupported). */
     const QemuOptDesc *amend_opts;
 
