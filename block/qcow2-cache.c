@@ -31,6 +31,8 @@ struct Qcow2Cache {
     int clock_hand;
     GHashTable *index;          /* offset -> entry index + 1 */
     Qcow2Cache *depends;
+    /* Entries point at data written since the file was last flushed. */
+    bool depends_on_flush;
 };
 
 Qcow2Cache *qcow2_cache_create(BlockDriverState *bs, int num_tables,
@@ -100,6 +102,14 @@ static int cache_write_entry(BlockDriverState *bs, Qcow2Cache *c, int i)
             return ret;
         }
         c->depends = NULL;
+        c->depends_on_flush = false;
+    }
+    if (c->depends_on_flush) {
+        ret = bdrv_flush(bs->file);
+        if (ret < 0) {
+            return ret;
+        }
+        c->depends_on_flush = false;
     }
     ret = bdrv_pwrite(bs->file, e->offset, c->table_size, cache_table(c, i),
                       0);
@@ -131,6 +141,11 @@ int qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c)
         ret = bdrv_flush(bs->file);
     }
     return ret;
+}
+
+void qcow2_cache_depends_on_flush(Qcow2Cache *c)
+{
+    c->depends_on_flush = true;
 }
 
 void qcow2_cache_set_dependency(Qcow2Cache *c, Qcow2Cache *dependency)

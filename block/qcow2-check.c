@@ -24,7 +24,8 @@ typedef struct CheckState {
     BdrvCheckMode fix;
     uint32_t *refs;         /* references per cluster (saturating) */
     uint64_t nb_refs;       /* length of refs */
-    uint64_t max_clusters;  /* references beyond this are invalid */
+    uint64_t max_clusters;  /* clusters of the file; references past them
+                               are corruptions, as in QEMU */
     uint64_t next_contiguous;
     bool rebuild;           /* a refcount is too low: rebuild all */
 } CheckState;
@@ -38,7 +39,6 @@ static int refs_grow(CheckState *cs, uint64_t nb)
         return 0;
     }
     new_nb = MAX(nb, cs->nb_refs * 2);
-    new_nb = MIN(new_nb, cs->max_clusters);
     p = g_try_renew(uint32_t, cs->refs, new_nb);
     if (!p) {
         return -ENOMEM;
@@ -60,11 +60,21 @@ static int inc_refs(CheckState *cs, uint64_t offset, uint64_t size)
     }
     first = offset >> s->cluster_bits;
     last = (offset + size - 1) >> s->cluster_bits;
-    if (last >= cs->max_clusters || offset + size < offset) {
-        fprintf(stderr, "ERROR: reference to offset %#" PRIx64
-                " beyond the end of the image\n", offset);
+    if (offset + size < offset) {
         cs->res->corruptions++;
         return -EINVAL;
+    }
+    for (uint64_t c = MAX(first, cs->max_clusters); c <= last; c++) {
+        fprintf(stderr, "ERROR: counting reference for region exceeding the "
+                "end of the file by one cluster or more: offset %#" PRIx64
+                " size %#x\n", c << s->cluster_bits, s->cluster_size);
+        cs->res->corruptions++;
+    }
+    if (last >= cs->max_clusters) {
+        if (first >= cs->max_clusters) {
+            return 0;
+        }
+        last = cs->max_clusters - 1;
     }
     if (refs_grow(cs, last + 1) < 0) {
         cs->res->check_errors++;
@@ -78,12 +88,12 @@ static int inc_refs(CheckState *cs, uint64_t offset, uint64_t size)
     return 0;
 }
 
+/* Aligned; an offset past the end of the file is reported by inc_refs(). */
 static bool entry_offset_valid(CheckState *cs, uint64_t offset)
 {
     BDRVQcow2State *s = cs->bs->opaque;
 
-    return !offset_into_cluster(s, offset) &&
-           (offset >> s->cluster_bits) < cs->max_clusters;
+    return !offset_into_cluster(s, offset);
 }
 
 /* The entry a repair puts where an invalid mapping was. */
@@ -626,21 +636,6 @@ static int check_oflag_copied(CheckState *cs, bool report)
     return 0;
 }
 
-/* References can lie past the end of the file (preallocated clusters). */
-static uint64_t reference_limit(BlockDriverState *bs, uint64_t file_clusters)
-{
-    BDRVQcow2State *s = bs->opaque;
-    uint64_t limit = file_clusters;
-
-    for (uint32_t i = 0; i < s->refcount_table_size; i++) {
-        if (s->refcount_table[i] & REFT_OFFSET_MASK) {
-            limit = MAX(limit, ((uint64_t)i + 1) << s->refcount_block_bits);
-        }
-    }
-    /* A corrupt table must not make us allocate without bound. */
-    return MIN(limit, MAX(file_clusters, 1ULL << 28));
-}
-
 int qcow2_check_refcounts(BlockDriverState *bs, BdrvCheckResult *res,
                           BdrvCheckMode fix)
 {
@@ -663,15 +658,15 @@ int qcow2_check_refcounts(BlockDriverState *bs, BdrvCheckResult *res,
         }
     }
     nb_clusters = size_to_clusters(s, file_len);
-    cs.max_clusters = reference_limit(bs, nb_clusters);
+    cs.max_clusters = nb_clusters;
     res->bfi.total_clusters = size_to_clusters(s, s->size);
 
     count_all_references(&cs);
     check_refcount_structure(&cs);
-    compare_refcounts(&cs, MAX(nb_clusters, cs.nb_refs));
+    compare_refcounts(&cs, nb_clusters);
     if (cs.rebuild && (fix & BDRV_FIX_ERRORS)) {
         int fixed_before = res->corruptions;
-        ret = rebuild_refcount_structure(&cs, MAX(nb_clusters, cs.nb_refs));
+        ret = rebuild_refcount_structure(&cs, nb_clusters);
         if (ret < 0) {
             res->check_errors++;
         } else {
@@ -698,8 +693,7 @@ int qcow2_sync_copied_flags(BlockDriverState *bs)
     CheckState cs = {
         .bs = bs,
         .res = &res,
-        .max_clusters = reference_limit(bs, size_to_clusters(
-                                            s, bdrv_getlength(bs->file))),
+        .max_clusters = size_to_clusters(s, bdrv_getlength(bs->file)),
     };
 
     check_oflag_copied(&cs, false);

@@ -465,6 +465,8 @@ int qcow2_alloc_cluster_link_l2(BlockDriverState *bs, QCowL2Meta *m)
     if (!s->use_lazy_refcounts) {
         qcow2_cache_set_dependency(s->l2_table_cache, s->refcount_block_cache);
     }
+    /* The data just written must be on disk before this L2 entry is. */
+    qcow2_cache_depends_on_flush(s->l2_table_cache);
     for (int i = 0; i < m->nb_clusters; i++) {
         uint64_t old = l2_get(table, l2_index + i);
         l2_set(table, l2_index + i, (m->alloc_offset +
@@ -495,6 +497,8 @@ int qcow2_link_existing_cluster(BlockDriverState *bs, uint64_t guest_offset,
     l2_set(table, l2_index, new);
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
     qcow2_cache_put(s->l2_table_cache, &table);
+    /* The target may have been written moments ago (a duplicate). */
+    qcow2_cache_depends_on_flush(s->l2_table_cache);
     /* The new reference was counted by the caller; drop the old one. */
     qcow2_free_any_cluster(bs, old);
     return 0;
@@ -673,6 +677,7 @@ int qcow2_link_compressed_cluster(BlockDriverState *bs, uint64_t guest_offset,
         qcow2_cache_set_dependency(s->l2_table_cache, s->refcount_block_cache);
     }
     uint64_t old = l2_get(table, l2_index);
+    qcow2_cache_depends_on_flush(s->l2_table_cache);
     l2_set(table, l2_index, entry);
     qcow2_cache_entry_mark_dirty(s->l2_table_cache, table);
     qcow2_cache_put(s->l2_table_cache, &table);

@@ -1443,10 +1443,26 @@ static int64_t image_end(BlockDriverState *bs)
     return 0;
 }
 
+/* Clusters with a non-zero refcount (s->lock held). */
+static int64_t count_allocated_clusters(BlockDriverState *bs)
+{
+    BDRVQcow2State *s = bs->opaque;
+    int64_t end = image_end(bs), n = 0;
+
+    for (int64_t c = 0; end > 0 && c < end >> s->cluster_bits; c++) {
+        uint64_t refcount;
+        if (qcow2_get_refcount(bs, c, &refcount) < 0) {
+            return -EIO;
+        }
+        n += refcount > 0;
+    }
+    return n;
+}
+
 /*
  * Only images with metadata preallocation have data clusters that were
- * never written; they show as clusters allocated past the end of the file.
- * Decided once per open.
+ * never written: they hold more allocated clusters than the host file has
+ * space for.  Decided once per open.
  */
 static bool looks_preallocated(BlockDriverState *bs)
 {
@@ -1456,9 +1472,11 @@ static bool looks_preallocated(BlockDriverState *bs)
         return s->preallocated;
     }
     g_mutex_lock(&s->lock);
-    int64_t end = image_end(bs);
+    int64_t clusters = count_allocated_clusters(bs);
     g_mutex_unlock(&s->lock);
-    s->preallocated = end > bdrv_getlength(bs->file);
+    int64_t host = bdrv_get_allocated_file_size(bs->file);
+    s->preallocated = clusters > 0 && host >= 0 &&
+                      clusters > DIV_ROUND_UP(host, s->cluster_size);
     s->preallocation_known = true;
     return s->preallocated;
 }
@@ -1632,6 +1650,14 @@ static int qcow2_grow(BlockDriverState *bs, uint64_t new_size,
         ret = qcow2_preallocate_metadata(bs, old_size, new_size);
         if (ret == 0) {
             ret = qcow2_flush_caches(bs);
+        }
+        if (ret == 0) {
+            /* Like QEMU, the file covers the clusters (as a hole). */
+            int64_t end = image_end(bs);
+            if (end > bdrv_getlength(bs->file)) {
+                ret = bdrv_truncate(bs->file, end, false, PREALLOC_MODE_OFF,
+                                    NULL);
+            }
         }
         if (ret < 0) {
             error_setg_errno(errp, -ret, "Preallocation failed");

@@ -419,6 +419,8 @@ void qcow2_cache_put(Qcow2Cache *c, void **table);
 void qcow2_cache_entry_mark_dirty(Qcow2Cache *c, void *table);
 /* The next write of c's entries must follow a flush of dependency. */
 void qcow2_cache_set_dependency(Qcow2Cache *c, Qcow2Cache *dependency);
+/* The next write of c's entries must follow a flush of the file. */
+void qcow2_cache_depends_on_flush(Qcow2Cache *c);
 int qcow2_cache_write(BlockDriverState *bs, Qcow2Cache *c);
 int qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 /* Forget a table that is being freed (its content no longer matters). */
