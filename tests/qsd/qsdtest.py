@@ -1,8 +1,9 @@
 """Helpers for the qemu-storage-daemon tests: start a daemon, talk QMP.
 
 Environment (set by tests/qsd/meson.build):
-  QSD       our qemu-storage-daemon binary
-  SRCDIR    the source tree (for qapi/)
+  QSD           our qemu-storage-daemon binary
+  SRCDIR        the source tree (for qapi/)
+  OUR_QEMU_IMG  our qemu-img (creates and checks deduplicated images)
 Stock QEMU tools (qemu-img, qemu-io) come from PATH.
 """
 
@@ -19,6 +20,7 @@ import unittest
 
 QSD = os.environ.get('QSD', 'build/storage-daemon/qemu-storage-daemon')
 SRCDIR = os.environ.get('SRCDIR', '.')
+OUR_QEMU_IMG = os.environ.get('OUR_QEMU_IMG')
 TIMEOUT = 10
 
 
@@ -180,6 +182,20 @@ def nbd_uri(sock, name):
     return f'nbd+unix:///{name}?socket={sock}'
 
 
+def our_qemu_img(*args):
+    """Our qemu-img: the CompletedProcess, output as text."""
+    return subprocess.run([OUR_QEMU_IMG, *args], capture_output=True,
+                          text=True, timeout=TIMEOUT)
+
+
+def qcow2_export_args(img, nbd, node='q'):
+    """Daemon arguments serving qcow2 image img, writable, as export node."""
+    return ['--blockdev', f'qcow2,node-name={node},file.driver=file,'
+                          f'file.filename={img}',
+            '--nbd-server', f'addr.type=unix,addr.path={nbd}',
+            '--export', f'nbd,id=e,node-name={node},writable=on']
+
+
 class QsdTestCase(unittest.TestCase):
     """Gives each test a scratch directory and kills leftover daemons."""
 
@@ -203,6 +219,44 @@ class QsdTestCase(unittest.TestCase):
     def raw_image(self, name, size='1M'):
         qemu_img('create', '-q', '-f', 'raw', self.path(name), size)
         return self.path(name)
+
+    def dedup_image(self, name, size, *opts):
+        """A qcow2 image with 4 KiB clusters deduplicated by our qemu-img;
+        skips the test when our tools cannot make one."""
+        if not OUR_QEMU_IMG:
+            self.skipTest('our qemu-img not built')
+        o = ','.join(['dedup=sha256', 'cluster_size=4k', *opts])
+        p = our_qemu_img('create', '-q', '-f', 'qcow2', '-o', o,
+                         self.path(name), size)
+        if p.returncode:
+            self.skipTest('no dedup support: ' + p.stderr.strip())
+        return self.path(name)
+
+    def assert_qcow2_clean(self, img, dedup):
+        """Our check finds nothing; stock QEMU's finds no corruption and,
+        on a deduplicated image, only the documented leaks (the clusters
+        of our index, unknown to it)."""
+        if OUR_QEMU_IMG:
+            p = our_qemu_img('check', img)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            self.assertIn('No errors were found on the image.', p.stdout)
+        p = subprocess.run(['qemu-img', 'check', '--output=json', img],
+                           capture_output=True, text=True, timeout=TIMEOUT)
+        self.assertIn(p.returncode, (0, 3) if dedup else (0,),
+                      p.stdout + p.stderr)
+        self.assertNotIn('ERROR', p.stdout + p.stderr)
+        res = json.loads(p.stdout)
+        self.assertEqual(res.get('corruptions', 0), 0, p.stdout)
+        self.assertEqual(res['check-errors'], 0, p.stdout)
+        if not dedup:
+            self.assertEqual(res.get('leaks', 0), 0, p.stdout)
+
+    def assert_same_data(self, img, expected):
+        """Stock qemu-img compare of qcow2 img with a raw file."""
+        p = subprocess.run(['qemu-img', 'compare', '-f', 'qcow2', '-F',
+                            'raw', img, expected], capture_output=True,
+                           text=True, timeout=TIMEOUT)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
     def assert_clean_exit(self, d):
         self.assertEqual(d.wait(), 0, d.stderr)
