@@ -359,12 +359,26 @@ static bool wait_for_overlapping_allocs(BlockDriverState *bs, uint64_t offset,
     return false;
 }
 
+/*
+ * Written in place only if this guest cluster alone owns it and the index
+ * does not name it.  With dedup, COPIED is made exact only at close, so the
+ * refcount itself decides while the image is open.
+ */
 static bool cluster_writable_in_place(BlockDriverState *bs, uint64_t l2_entry)
 {
-    return (l2_entry & QCOW_OFLAG_COPIED) &&
-           !(l2_entry & (QCOW_OFLAG_COMPRESSED | QCOW_OFLAG_ZERO)) &&
-           qcow2_l2_host_offset(l2_entry) &&
-           !qcow2_dedup_cluster_indexed(bs, qcow2_l2_host_offset(l2_entry));
+    BDRVQcow2State *s = bs->opaque;
+    uint64_t host = qcow2_l2_host_offset(l2_entry), refcount;
+
+    if (!(l2_entry & QCOW_OFLAG_COPIED) ||
+        (l2_entry & (QCOW_OFLAG_COMPRESSED | QCOW_OFLAG_ZERO)) || !host) {
+        return false;
+    }
+    if (!s->dedup) {
+        return true;
+    }
+    return !qcow2_dedup_cluster_indexed(bs, host) &&
+           qcow2_get_refcount(bs, host >> s->cluster_bits, &refcount) == 0 &&
+           refcount == 1;
 }
 
 int qcow2_alloc_host_offset(BlockDriverState *bs, uint64_t offset,

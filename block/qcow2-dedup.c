@@ -1687,13 +1687,20 @@ int qcow2_dedup_set_paused(BlockDriverState *bs, bool paused, Error **errp)
     BDRVQcow2State *s = bs->opaque;
     int ret;
 
+    const char *name = bdrv_get_node_name(bs)[0] ? bdrv_get_node_name(bs)
+                                                  : bdrv_get_filename(bs);
+
     g_mutex_lock(&s->lock);
     if (!s->dedup || !s->dedup->writable) {
+        bool ro = s->dedup && bs->read_only;
         g_mutex_unlock(&s->lock);
-        error_setg(errp, "Node '%s' does not have deduplication enabled",
-                   bdrv_get_node_name(bs)[0] ? bdrv_get_node_name(bs)
-                                             : bdrv_get_filename(bs));
-        return -ENOTSUP;
+        if (ro) {
+            error_setg(errp, "Node '%s' is read-only", name);
+        } else {
+            error_setg(errp, "Node '%s' does not have deduplication enabled",
+                       name);
+        }
+        return ro ? -EACCES : -ENOTSUP;
     }
     if (paused) {
         s->dedup->flags |= DEDUP_FLAG_PAUSED;
@@ -1789,6 +1796,19 @@ typedef struct BadEntry {
     Qcow2IndexLocation loc;
 } BadEntry;
 
+/* A record names an entry by either of its two buckets (7.6). */
+static bool record_names(BDRVQcow2State *s, uint64_t record,
+                         const Qcow2IndexLocation *loc)
+{
+    Qcow2IndexLocation rec;
+
+    qcow2_dedup_loc_unpack(record, &rec);
+    return record && rec.id == loc->id && rec.tag == loc->tag &&
+           (rec.bucket == loc->bucket ||
+            qcow2_dedup_alt_bucket(rec.bucket, rec.tag,
+                                   s->dedup->bucket_bits) == loc->bucket);
+}
+
 static int check_entry(const Qcow2IndexEntry *e, const Qcow2IndexLocation *loc,
                        void *opaque)
 {
@@ -1801,7 +1821,7 @@ static int check_entry(const Qcow2IndexEntry *e, const Qcow2IndexLocation *loc,
     if (qcow2_get_refcount(bs, e->cluster, &refcount) < 0 || refcount == 0) {
         why = "its cluster is free";
     } else if (rmap_get(bs, e->cluster, &record) < 0 ||
-               record != qcow2_dedup_loc_pack(loc)) {
+               !record_names(s, record, loc)) {
         why = "the reverse map does not name it";
     } else if (dc->deep) {
         uint8_t *buf = qemu_blockalign(s->cluster_size);
@@ -1844,18 +1864,6 @@ static void check_log_store(DedupCheck *dc)
                 .bucket = i / QCOW2_DEDUP_BUCKET_SLOTS,
                 .tag = qcow2_dedup_tag(&slots[i].hash),
             };
-            uint64_t record;
-            /* The record may name the entry's other bucket. */
-            if (rmap_get(dc->bs, slots[i].cluster, &record) == 0 && record) {
-                Qcow2IndexLocation rec;
-                qcow2_dedup_loc_unpack(record, &rec);
-                if (rec.id == loc.id && rec.tag == loc.tag &&
-                    (rec.bucket == loc.bucket ||
-                     qcow2_dedup_alt_bucket(rec.bucket, rec.tag,
-                                            d->bucket_bits) == loc.bucket)) {
-                    loc.bucket = rec.bucket;
-                }
-            }
             check_entry(&slots[i], &loc, dc);
         }
     }
