@@ -7,7 +7,8 @@
 # syscall count summary with STRACE=1.  The perf data / callgrind output
 # stay in the scratch directory with KEEP=1, for `perf report -i FILE`.
 #
-# usage: profile.sh BUILD_DIR CASE     (SIZE defaults to 512M here)
+# usage: profile.sh BUILD_DIR CASE     (SIZE defaults to 512M here;
+#        OURS_OPTS="dedup=sha256" creates our images with those -o options)
 #   CASE: convert-r2q convert-q2r
 #         qemu-io-seqwrite qemu-io-randwrite qemu-io-seqread qemu-io-randread
 #         nbd-seqwrite nbd-randwrite nbd-seqread nbd-randread
@@ -119,10 +120,17 @@ run_nbd()
     wait "$pid"
 }
 
+# opts_for TOOL: the -o argument of that side's images
+opts_for()
+{
+    if [ "$1" = ours ]; then opt_arg "${OURS_OPTS:-}"; fi
+}
+
 new_qcow2()
 {
     rm -f "$2"
-    "$(bin "$1" qemu-img)" create -q -f qcow2 "$2" "$SIZE_BYTES"
+    # shellcheck disable=SC2046
+    "$(bin "$1" qemu-img)" create -q -f qcow2 $(opts_for "$1") "$2" "$SIZE_BYTES"
 }
 
 src=$SCRATCH/src.raw
@@ -134,9 +142,10 @@ for tool in ours stock; do
     case $case_name in
     convert-r2q)
         rm -f "$q"
-        profiled "$out" "$img" convert -f raw -O qcow2 "$src" "$q" ;;
+        # shellcheck disable=SC2046
+        profiled "$out" "$img" convert -f raw -O qcow2 $(opts_for "$tool") "$src" "$q" ;;
     convert-q2r)
-        "$img" convert -f raw -O qcow2 "$src" "$q"
+        "$img" convert -f raw -O qcow2 $(opts_for "$tool") "$src" "$q"
         profiled "$out" "$img" convert -f qcow2 -O raw "$q" "$SCRATCH/out.raw" ;;
     qemu-io-*write)
         new_qcow2 "$tool" "$q"
@@ -147,7 +156,7 @@ for tool in ours stock; do
         profiled "$out" "$(bin "$tool" qemu-io)" -f qcow2 -t writeback "$q" \
             <"$SCRATCH/script" >/dev/null ;;
     qemu-io-*read)
-        "$img" convert -f raw -O qcow2 "$src" "$q"
+        "$img" convert -f raw -O qcow2 $(opts_for "$tool") "$src" "$q"
         case $case_name in
         *seq*) io_script aio_read seq 65536 8 ;;
         *) io_script aio_read rand 4096 16 ;;
@@ -157,7 +166,7 @@ for tool in ours stock; do
     nbd-*)
         case $case_name in
         *write) new_qcow2 "$tool" "$q" ;;
-        *) "$img" convert -f raw -O qcow2 "$src" "$q" ;;
+        *) "$img" convert -f raw -O qcow2 $(opts_for "$tool") "$src" "$q" ;;
         esac
         case $case_name in
         nbd-seqwrite) run_nbd "$out" "$tool" "$q" write 64k 8 ;;
